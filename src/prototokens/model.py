@@ -144,8 +144,12 @@ def _converted(gguf: Path) -> Path:
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = cache_dir("models") / f"{gguf.stem}-{key}"
-    if (target / "config.json").is_file():
-        return target
+    if not (target / "config.json").is_file():
+        _convert(gguf, target)
+    return target
+
+
+def _convert(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.warning("converting %s to float32 safetensors in %s (once, ~20 s)", gguf.name, target)
@@ -161,4 +165,3 @@ def _converted(gguf: Path) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
         os.makedirs(tmp)  # so that TemporaryDirectory's cleanup finds what it made
-    return target
