@@ -24,8 +24,14 @@ class Layout:
     slots: Callable[[int], list[int]]  # N -> E/M per input position
     offset: int  # output position offset + i predicts target i
 
+    vectors = {"e": (), "m": ()}  # trainable vectors, each of shape (*shape, d) per text
+
     def n_inputs(self, n: int) -> int:
         return n + self.offset
+
+    def inputs(self, vectors: dict, targets: list[list[int]], lm=None) -> torch.Tensor:
+        """Z for the optimiser: the targets only set the lengths."""
+        return self.build(vectors["e"], vectors["m"], [len(t) for t in targets])
 
     def build(self, e: torch.Tensor, m: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """Stack rows of slots into Z (B, L, d), right-padded with m.

@@ -1,12 +1,13 @@
-"""The batched optimiser: find (e, m) for B texts at once on a frozen LM.
+"""The batched optimiser: find the trainable vectors of a layout for B texts at once.
 
-Each text has its own e; m is per text or shared by the batch (or e is shared, for the
-sharing study). A *group* is the set of texts tied by a shared vector (one text when nothing
-is shared): a group stops when all its texts are reconstructed, and its best state (highest
-accuracy, then lowest loss) is what is kept. Stopped groups leave the forward pass, so they
-cost nothing. Each text's loss is its mean cross-entropy and the batch loss is their sum, so a
-text's gradient does not depend on what else is in the batch: batched equals one at a time.
-A group that fails is restarted from the next seed, up to ``restarts`` times.
+For the proto-token layouts the vectors are e and m: each text has its own e; m is per text
+or shared by the batch (or e is shared, for the sharing study). The cramming baseline trains K
+[mem] vectors per text the same way. A *group* is the set of texts tied by a shared vector (one
+text when nothing is shared): a group stops when all its texts are reconstructed, and its best
+state (highest accuracy, then lowest loss) is what is kept. Stopped groups leave the forward
+pass, so they cost nothing. Each text's loss is its mean cross-entropy and the batch loss is
+their sum, so a text's gradient does not depend on what else is in the batch: batched equals
+one at a time. A group that fails is restarted from the next seed, up to ``restarts`` times.
 """
 
 from __future__ import annotations
@@ -20,20 +21,18 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import PrototokensError
-from .layout import Layout, get_layout
+from .layout import get_layout
 from .model import FrozenLM
 from .recipe import Recipe, get_recipe
 
-SHARED = (None, "m", "e")
 IGNORE = -100
 
 
 @dataclass
 class Fit:
-    """Result of :func:`optimize`. ``e``/``m`` have one row per text, or one row if shared."""
+    """Result of :func:`optimize`: per vector name, one row per text (or one row if shared)."""
 
-    e: torch.Tensor
-    m: torch.Tensor
+    vectors: dict[str, torch.Tensor]
     accuracy: list[float]
     loss: list[float]
     margin: list[float]  # smallest lead of the target logit over the runner-up
@@ -44,17 +43,28 @@ class Fit:
     seconds: float
     trajectory: list[list[tuple[int, int, float, float]]] = field(default_factory=list)
 
+    @property
+    def e(self) -> torch.Tensor:
+        return self.vectors["e"]
 
-def optimize(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Layout" = "em",
-             recipe: "str | Recipe" = "fast", seed: int = 0, restarts: int = 1,
-             shared: str | None = None, trajectory: bool = False, progress: bool = True) -> Fit:
-    """Fit proto-tokens so that one forward pass of ``layout`` predicts every target id list."""
+    @property
+    def m(self) -> torch.Tensor:
+        return self.vectors["m"]
+
+
+def optimize(lm: FrozenLM, targets: list[list[int]], *, layout="em", recipe: "str | Recipe" = "fast",
+             seed: int = 0, restarts: int = 1, shared: str | None = None, trajectory: bool = False,
+             progress: bool = True) -> Fit:
+    """Fit the layout's vectors so that its forward pass predicts every list of target ids.
+
+    ``layout`` is a layout name, a :class:`~prototokens.layout.Layout`, or a
+    :class:`~prototokens.cramming.Cramming`; ``shared`` names a vector shared by all texts.
+    """
     layout, recipe = get_layout(layout) if isinstance(layout, str) else layout, get_recipe(recipe)
     _check(lm, targets, layout, shared, restarts)
     started = time.perf_counter()
-    n, d = len(targets), lm.d_model
-    best = _Best(n, d, shared, trajectory)
-    todo = list(range(n))
+    best = _Best(lm, len(targets), layout.vectors, shared, trajectory)
+    todo = list(range(len(targets)))
     for round_ in range(restarts):
         if not todo:
             break
@@ -64,8 +74,8 @@ def optimize(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Layout" =
 
 
 def _check(lm, targets, layout, shared, restarts):
-    if shared not in SHARED:
-        raise PrototokensError(f"shared must be one of {SHARED}, got {shared!r}")
+    if shared is not None and shared not in layout.vectors:
+        raise PrototokensError(f"shared must name a vector of layout {layout.name} ({', '.join(layout.vectors)}), got {shared!r}")
     if restarts < 1:
         raise PrototokensError("restarts must be at least 1")
     if not targets:
@@ -76,16 +86,16 @@ def _check(lm, targets, layout, shared, restarts):
         if layout.n_inputs(len(ids)) > lm.max_length:
             raise PrototokensError(
                 f"text {i} has {len(ids)} tokens; with layout {layout.name} the model "
-                f"{lm.name} takes at most {lm.max_length - layout.offset}")
+                f"{lm.name} takes at most {lm.max_length - layout.n_inputs(0)}")
 
 
 class _Best:
     """Per-text best state over all seeds."""
 
-    def __init__(self, n, d, shared, trajectory):
+    def __init__(self, lm, n, shapes, shared, trajectory):
         self.shared = shared
-        self.e = torch.zeros(1 if shared == "e" else n, d)
-        self.m = torch.zeros(1 if shared == "m" else n, d)
+        self.vectors = {name: torch.zeros(1 if shared == name else n, *shape, lm.d_model)
+                        for name, shape in shapes.items()}
         self.accuracy, self.loss, self.margin = [-1.0] * n, [math.inf] * n, [-math.inf] * n
         self.steps, self.total_steps, self.seed = [0] * n, [0] * n, [0] * n
         self.status = ["unsolved"] * n
@@ -94,57 +104,46 @@ class _Best:
     def all_solved(self):
         return all(s == "solved" for s in self.status)
 
-    def offer(self, rows, e, m, loss, acc, margin, steps, seed, solved):
+    def offer(self, rows, vectors, loss, acc, margin, steps, seed, solved):
         """Keep the state of ``rows`` (one group) if it beats the best so far."""
-        if sum(acc) < sum(self.accuracy[r] for r in rows) or (
-            sum(acc) == sum(self.accuracy[r] for r in rows) and sum(loss) >= sum(self.loss[r] for r in rows)
-        ):
+        old_acc, old_loss = sum(self.accuracy[r] for r in rows), sum(self.loss[r] for r in rows)
+        if sum(acc) < old_acc or (sum(acc) == old_acc and sum(loss) >= old_loss):
             return
         for k, r in enumerate(rows):
             self.accuracy[r], self.loss[r], self.margin[r] = acc[k], loss[k], margin[k]
             self.steps[r], self.seed[r] = steps, seed
             self.status[r] = "solved" if solved else "unsolved"
-        for mine, new, name in ((self.e, e, "e"), (self.m, m, "m")):
+        for name, new in vectors.items():
             if self.shared == name:
-                mine[0] = new[0].detach().cpu()
+                self.vectors[name][0] = new[0].detach().cpu()
             else:
-                mine[rows] = new.detach().cpu()
+                self.vectors[name][rows] = new.detach().cpu()
 
     def fit(self, seconds):
-        return Fit(self.e, self.m, self.accuracy, self.loss, self.margin, self.steps,
+        return Fit(self.vectors, self.accuracy, self.loss, self.margin, self.steps,
                    self.total_steps, self.seed, self.status, seconds, self.trajectory)
 
 
-def _groups(rows: list[int], shared) -> list[list[int]]:
-    return [rows] if shared else [[r] for r in rows]
-
-
-def _init(lm: FrozenLM, recipe: Recipe, seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _init(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> dict[str, torch.Tensor]:
     """The same start for every text of a seed, so a text's run does not depend on its batch."""
     scale = 1.0 if recipe.init == "normal" else lm.embedding_std
     g = torch.Generator().manual_seed(seed)
-    e, m = (torch.randn(lm.d_model, generator=g) * scale for _ in range(2))
-    return e.expand(count, -1).clone(), m.expand(count, -1).clone()
+    start = {name: torch.randn(*shape, lm.d_model, generator=g) * scale for name, shape in shapes.items()}
+    return {name: v.expand(rows[name], *v.shape).clone().to(lm.device).requires_grad_() for name, v in start.items()}
 
 
 def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress):
-    """One seed on ``rows``: AdamW on their proto-tokens until each group stops."""
-    dev = lm.device
-    n_e = 1 if shared == "e" else len(rows)
-    n_m = 1 if shared == "m" else len(rows)
-    e0, m0 = _init(lm, recipe, seed, len(rows))
-    params = [e0[:n_e].to(dev).requires_grad_(), m0[:n_m].to(dev).requires_grad_()]
-    adam = _AdamW(params, recipe)
-    lengths = [len(targets[r]) for r in rows]
+    """One seed on ``rows``: AdamW on their vectors until each group stops."""
+    params = _init(lm, recipe, seed, layout.vectors, {n: 1 if n == shared else len(rows) for n in layout.vectors})
+    adam = _AdamW(list(params.values()), recipe)
     active = list(range(len(rows)))  # positions in ``rows``
-    groups = _groups(list(range(len(rows))), shared)
+    groups = [active] if shared else [[a] for a in active]
     bar = tqdm(total=recipe.max_steps, disable=not progress, leave=False, dynamic_ncols=True,
                desc=f"seed {seed}" if progress else None)
     for step in range(recipe.max_steps + 1):
-        idx = torch.tensor(active, device=dev)
-        e, m = (p[_param_rows(idx, p)] for p in params)
-        sub_lengths = [lengths[a] for a in active]
-        loss, acc, margin = _evaluate(lm, layout, e, m, [targets[rows[a]] for a in active], sub_lengths)
+        idx = torch.tensor(active, device=lm.device)
+        vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
+        loss, acc, margin = _evaluate(lm, layout, vectors, [targets[rows[a]] for a in active])
         finite = torch.isfinite(loss.detach())
         stats = loss.detach().tolist(), acc.tolist(), margin.tolist()
         for k, a in enumerate(active):
@@ -160,18 +159,18 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress):
                 stopped.update(group)
                 continue
             solved = all(stats[1][k] == 1.0 and stats[2][k] >= recipe.margin for k in ks)
-            best.offer([rows[a] for a in group], e[ks], m[ks], *([s[k] for k in ks] for s in stats),
-                       step, seed, solved)
+            best.offer([rows[a] for a in group], {n: v[ks] for n, v in vectors.items()},
+                       *([s[k] for k in ks] for s in stats), step, seed, solved)
             if solved:
                 stopped.update(group)
         if progress:
-            bar.set_postfix(loss=f"{float(loss[finite].mean()) if finite.any() else math.nan:.3f}",
+            bar.set_postfix(loss=f"{float(loss.detach()[finite].mean()) if finite.any() else math.nan:.3f}",
                             acc=f"{float(acc.mean()):.3f}", active=len(active) - len(stopped), refresh=False)
         if step == recipe.max_steps or len(stopped) == len(active):
             break
         keep = [k for k, a in enumerate(active) if a not in stopped]
         loss[keep].sum().backward()
-        adam.step([_param_rows(idx[keep], p).unique() for p in params])
+        adam.step([_param_rows(idx[keep], p).unique() for p in params.values()])
         active = [active[k] for k in keep]
         bar.update()
     bar.close()
@@ -182,14 +181,14 @@ def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     return idx if param.shape[0] > 1 else torch.zeros_like(idx)
 
 
-def _evaluate(lm, layout, e, m, targets, lengths):
+def _evaluate(lm, layout, vectors, targets):
     """Per-text mean cross-entropy, accuracy and smallest margin from one forward pass."""
-    z = layout.build(e, m, lengths)
-    width = max(lengths)
-    t = torch.full((len(lengths), width), IGNORE, dtype=torch.long)
+    z = layout.inputs(vectors, targets, lm)
+    width = max(len(t) for t in targets)
+    t = torch.full((len(targets), width), IGNORE, dtype=torch.long)
     for k, ids in enumerate(targets):
         t[k, : len(ids)] = torch.tensor(ids)
-    t = t.to(e.device)
+    t = t.to(z.device)
     logits = lm.logits(z)[:, layout.offset: layout.offset + width].float()
     valid = t != IGNORE
     ce = F.cross_entropy(logits.transpose(1, 2), t, ignore_index=IGNORE, reduction="none")
@@ -211,7 +210,7 @@ class _AdamW:
         self.params, self.recipe = params, recipe
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
-        self.t = [torch.zeros(p.shape[0], 1, device=p.device) for p in params]
+        self.t = [torch.zeros(p.shape[0], *[1] * (p.dim() - 1), device=p.device) for p in params]
 
     @torch.no_grad()
     def step(self, rows_per_param: list[torch.Tensor]):
@@ -221,7 +220,7 @@ class _AdamW:
             g = p.grad[rows]
             t[rows] += 1
             tr = t[rows]
-            lr = torch.tensor([[r.lr_at(int(s))] for s in tr.flatten().tolist()], device=p.device)
+            lr = torch.tensor([r.lr_at(int(s)) for s in tr.flatten().tolist()], device=p.device).view_as(tr)
             ea[rows] = ea[rows] * b1 + g * (1 - b1)
             eas[rows] = eas[rows] * b2 + g * g * (1 - b2)
             denom = (eas[rows] / (1 - b2 ** tr)).sqrt() + r.eps

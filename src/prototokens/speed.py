@@ -12,8 +12,9 @@ from .model import FrozenLM
 from .proto import ProtoTokens
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
+def _seconds(fn, repeats: int) -> list[float]:
+    """Wall times of ``repeats`` calls after one warm-up call."""
+    fn()
     times = []
     for _ in range(repeats):
         if torch.cuda.is_available():
@@ -23,7 +24,7 @@ def _median_seconds(fn, repeats: int) -> float:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return times
 
 
 @torch.inference_mode()
@@ -37,9 +38,17 @@ def greedy_generate(lm: FrozenLM, n_tokens: int, batch: int = 1) -> torch.Tensor
 
 
 def time_decode(lm: FrozenLM, proto: ProtoTokens, repeats: int = 5) -> dict:
-    """Median seconds of one-pass decoding of ``proto`` and of greedy generation of as many tokens."""
+    """One-pass decoding of all of ``proto`` against greedy generation of as many tokens, batched alike.
+
+    Medians and spreads (min, max) in seconds, throughput in reconstructed tokens per second.
+    """
     n = max(t.n_tokens for t in proto.texts)
-    one_pass = _median_seconds(lambda: decode_ids(lm, proto), repeats)
-    greedy = _median_seconds(lambda: greedy_generate(lm, n, batch=len(proto)), max(1, repeats // 2))
-    return {"one_pass_s": one_pass, "greedy_s": greedy, "ratio": greedy / one_pass,
-            "repeats": repeats, "n_tokens": n, "batch": len(proto)}
+    one_pass = _seconds(lambda: decode_ids(lm, proto), repeats)
+    greedy = _seconds(lambda: greedy_generate(lm, n, batch=len(proto)), max(1, repeats // 2))
+    tokens = sum(t.n_tokens for t in proto.texts)
+    row = {"n_tokens": n, "batch": len(proto), "repeats": repeats}
+    for name, times in (("one_pass", one_pass), ("greedy", greedy)):
+        median = statistics.median(times)
+        row |= {f"{name}_s": median, f"{name}_min_s": min(times), f"{name}_max_s": max(times),
+                f"{name}_tokens_per_s": tokens / median}
+    return row | {"ratio": row["greedy_s"] / row["one_pass_s"]}

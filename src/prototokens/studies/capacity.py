@@ -1,0 +1,93 @@
+"""Capacity (Table 3, Fig. 1): the longest length a text is reconstructed at >= 0.99 accuracy.
+
+Every text climbs the length grid together with the others (one batch per length and seed).
+At each length the seeds are tried in turn, each only on the texts that have not yet passed;
+a text stops climbing at the first length that fails with every seed. One record per (text,
+length, seed); with a shared m the whole group is one unit and its records are written together.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from ..metrics import h_lm, nats_to_bits
+from ..model import FrozenLM
+from ..optimize import optimize
+from ..recipe import Recipe, get_recipe
+from ..records import RunFolder, key_of
+
+GRID = [4, 5, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512, 724, 1024, 1448]
+THRESHOLD = 0.99
+
+
+@dataclass
+class Text:
+    """A target for the sweep: a stable id, its ids (at least the largest length), and where it came from."""
+
+    id: str
+    target_ids: list[int]
+    meta: dict
+
+
+def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seeds: int, shared: bool,
+             recipe: Recipe, layout: str) -> dict:
+    return {"study": "capacity", "model": lm.name, "fingerprint": lm.fingerprint, "source": source,
+            "texts": [t.id for t in texts], "grid": grid, "seeds": seeds, "shared_m": shared,
+            "recipe": recipe.to_dict(), "layout": layout, "threshold": THRESHOLD}
+
+
+def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
+        shared: bool = False, recipe: "str | Recipe" = "fast", layout: str = "em", batch_size: int = 8,
+        progress: bool = True) -> RunFolder:
+    """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds)."""
+    recipe = get_recipe(recipe)
+    grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
+    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout))
+    climbing = list(texts)
+    bar = tqdm(total=len(texts) * len(grid), disable=not progress, desc="capacity", unit="text-length")
+    for n in grid:
+        passed: set[str] = set()
+        for seed in range(seeds):
+            todo = [t for t in climbing if t.id not in passed]
+            if not todo:
+                break
+            batches = [todo] if shared else [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
+            for batch in batches:
+                records = _unit(lm, run_folder, batch, n, seed, shared, recipe, layout, progress)
+                passed |= {r["text"] for r in records if r["accuracy"] >= THRESHOLD}
+        bar.update(len(climbing))
+        bar.set_postfix(length=n, climbing=len(passed))
+        climbing = [t for t in climbing if t.id in passed]
+        if not climbing:
+            break
+    bar.close()
+    return run_folder
+
+
+def _unit(lm, run_folder, batch, n, seed, shared, recipe, layout, progress) -> list[dict]:
+    """Records of ``batch`` at length ``n`` and ``seed``: read back if done, else optimised now."""
+    group = key_of([t.id for t in batch]) if shared else None
+    keys = [key_of(t.id, n, seed, group) for t in batch]
+    if all(k in run_folder.done for k in keys):
+        return [r for r in run_folder.records if r["key"] in keys]
+    todo = [(t, k) for t, k in zip(batch, keys) if shared or k not in run_folder.done]
+    started = time.perf_counter()
+    fit = optimize(lm, [t.target_ids[:n] for t, _ in todo], layout=layout, recipe=recipe, seed=seed,
+                   shared="m" if shared else None, progress=progress)
+    seconds = time.perf_counter() - started
+    records = []
+    for i, (t, key) in enumerate(todo):
+        target = t.target_ids[:n]
+        nats = h_lm(lm, target)
+        records.append({
+            "key": key, "text": t.id, "length": n, "seed": seed, "group": group, "accuracy": fit.accuracy[i],
+            "c_tokens": round(fit.accuracy[i] * n), "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats),
+            "steps": fit.steps[i], "total_steps": fit.total_steps[i], "status": fit.status[i],
+            "loss": fit.loss[i], "seconds": seconds, "batch": len(todo), "meta": t.meta})
+    for record in records:
+        if record["key"] not in run_folder.done:
+            run_folder.append(record)
+    return records
