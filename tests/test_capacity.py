@@ -75,3 +75,11 @@ def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
     assert row["teacher_forced_accuracy"] == 1.0
     assert row["information_gain_nats"] > 0
     assert Cramming(2).n_inputs(len(target)) == 2 + len(target) - 1
+
+
+def test_cramming_sweep_counts_greedy_accuracy_and_records_both(tiny, tmp_path):
+    capacity.run(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 4], mem=1, recipe=RECIPE, progress=False)
+    records = read_records(tmp_path / "records.jsonl")
+    assert json.loads((tmp_path / "run.json").read_text())["study"] == "cramming"
+    assert records and all(r["accuracy"] == r["greedy_accuracy"] for r in records)
+    assert all({"teacher_forced_accuracy", "token_gain", "information_gain_nats"} <= set(r) for r in records)

@@ -13,6 +13,7 @@ from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, LAYOUTS
 from .model import DEFAULT_MODEL, DTYPES
 from .recipe import DEFAULT_RECIPE, INITS, RECIPES
+from .studies.capacity import GRID
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +83,25 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--json", action="store_true", help="one JSON object a text")
         model_options(q, default=None)
         q.set_defaults(run=run)
+
+    q = sub.add_parser("capacity", help="sweep texts over lengths: the longest reconstructed at >= 0.99 (Table 3)")
+    q.add_argument("--source", default="books", help="books[:NAMES], generated[:NAMES], random, FILE.txt, FILE.jsonl, hf:DATASET")
+    q.add_argument("--texts", type=_positive_int, default=8, help="how many texts (default 8)")
+    q.add_argument("--grid", default=",".join(map(str, GRID)), help="lengths to climb (default: the paper's sqrt-2 grid)")
+    q.add_argument("--max-length", type=_positive_int, help="cut the grid here")
+    q.add_argument("--seeds", type=_positive_int, default=1, help="seeds per length, each only for texts not yet passed")
+    q.add_argument("--mem", type=_positive_int, help="run the cramming baseline with this many [mem] vectors instead")
+    q.add_argument("--data-seed", type=int, default=0, help="seed of the passage sample")
+    q.add_argument("--context-tokens", type=int, default=64)
+    q.add_argument("--batch-size", type=_positive_int, default=8)
+    q.add_argument("-o", "--out", type=Path, required=True, help="run folder (resumed if it exists)")
+    model_options(q)
+    recipe_options(q)
+    q.set_defaults(run=_capacity)
+
+    q = sub.add_parser("report", help="tables and plots from run folders")
+    q.add_argument("folder", type=Path)
+    q.set_defaults(run=_report)
 
     q = sub.add_parser("info", help="print the metadata of a proto-token file")
     q.add_argument("files", type=Path, nargs="+")
@@ -227,6 +247,45 @@ def _info(args):
         for t in meta["texts"]:
             t["target_ids"] = f"<{len(t['target_ids'])} ids>"
         print(json.dumps({"file": str(f)} | meta, indent=2))
+
+
+def _capacity(args):
+    from .data import sample_passages
+    from .studies import capacity
+
+    grid = _grid(args.grid, args.max_length)
+    lm = _load(args, args.model)
+    passages = sample_passages(lm, args.source, args.texts, grid[-1], seed=args.data_seed,
+                               context_tokens=args.context_tokens)
+    texts = [capacity.Text(f"{p.text_name}@{p.char_offset}#{p.index}", p.target_ids,
+                           {k: v for k, v in p.to_dict().items() if k not in ("target_ids", "context_ids")})
+             for p in passages]
+    options = _encode_options(args)
+    run = capacity.run(lm, texts, args.out, source=args.source, grid=grid, seeds=args.seeds,
+                       shared=options["shared"] == "m", recipe=options["recipe"], layout=args.layout,
+                       mem=args.mem, batch_size=args.batch_size, progress=options["progress"])
+    from .studies.report import capacities
+
+    caps = [c["capacity"] for c in capacities(run.records).values()]
+    print(f"{args.out}: capacity per text {caps}; mean {sum(caps) / len(caps):.1f} tokens")
+
+
+def _grid(text: str, cut: int | None) -> list[int]:
+    try:
+        grid = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise PrototokensError(f"--grid takes whole numbers separated by commas, got {text!r}") from None
+    grid = [n for n in grid if n >= 1 and (cut is None or n <= cut)]
+    if not grid:
+        raise PrototokensError("the length grid is empty")
+    return grid
+
+
+def _report(args):
+    from .studies.report import write
+
+    for path in write(args.folder):
+        print(f"wrote {path}")
 
 
 def _demo(args):

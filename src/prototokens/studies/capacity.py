@@ -1,5 +1,9 @@
 """Capacity (Table 3, Fig. 1): the longest length a text is reconstructed at >= 0.99 accuracy.
 
+One-step (proto-tokens, any layout) or the cramming baseline (``mem`` [mem] vectors), where
+the accuracy that counts is that of free-running greedy generation; its teacher-forced
+accuracy, token gain and information gain are recorded beside it.
+
 Every text climbs the length grid together with the others (one batch per length and seed).
 At each length the seeds are tried in turn, each only on the texts that have not yet passed;
 a text stops climbing at the first length that fails with every seed. One record per (text,
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
+from .. import cramming
+from ..cramming import Cramming
 from ..metrics import h_lm, nats_to_bits
 from ..model import FrozenLM
 from ..optimize import optimize
@@ -33,19 +39,27 @@ class Text:
 
 
 def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seeds: int, shared: bool,
-             recipe: Recipe, layout: str) -> dict:
-    return {"study": "capacity", "model": lm.name, "fingerprint": lm.fingerprint, "source": source,
-            "texts": [t.id for t in texts], "grid": grid, "seeds": seeds, "shared_m": shared,
-            "recipe": recipe.to_dict(), "layout": layout, "threshold": THRESHOLD}
+             recipe: Recipe, layout: str, mem: int | None) -> dict:
+    method = {"study": "capacity", "layout": layout, "shared_m": shared} if mem is None else {
+        "study": "cramming", "mem": mem}
+    return method | {"model": lm.name, "fingerprint": lm.fingerprint, "source": source,
+                     "texts": [t.id for t in texts], "grid": grid, "seeds": seeds,
+                     "recipe": recipe.to_dict(), "threshold": THRESHOLD}
 
 
 def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
-        shared: bool = False, recipe: "str | Recipe" = "fast", layout: str = "em", batch_size: int = 8,
-        progress: bool = True) -> RunFolder:
-    """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds)."""
+        shared: bool = False, recipe: "str | Recipe" = "fast", layout: str = "em", mem: int | None = None,
+        batch_size: int = 8, progress: bool = True) -> RunFolder:
+    """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds).
+
+    ``mem=K`` runs the cramming baseline with K [mem] vectors instead of proto-tokens.
+    """
+    if mem is not None:
+        recipe, shared, layout = get_recipe(recipe).with_overrides(init="embedding-std"), False, Cramming(mem)
     recipe = get_recipe(recipe)
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
-    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout))
+    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe,
+                                            getattr(layout, "name", layout), mem))
     climbing = list(texts)
     bar = tqdm(total=len(texts) * len(grid), disable=not progress, desc="capacity", unit="text-length")
     for n in grid:
@@ -78,15 +92,19 @@ def _unit(lm, run_folder, batch, n, seed, shared, recipe, layout, progress) -> l
     fit = optimize(lm, [t.target_ids[:n] for t, _ in todo], layout=layout, recipe=recipe, seed=seed,
                    shared="m" if shared else None, progress=progress)
     seconds = time.perf_counter() - started
+    targets = [t.target_ids[:n] for t, _ in todo]
+    crammed = cramming.evaluate(lm, fit, targets) if isinstance(layout, Cramming) else None
     records = []
-    for i, (t, key) in enumerate(todo):
-        target = t.target_ids[:n]
+    for i, ((t, key), target) in enumerate(zip(todo, targets)):
         nats = h_lm(lm, target)
-        records.append({
+        record = {
             "key": key, "text": t.id, "length": n, "seed": seed, "group": group, "accuracy": fit.accuracy[i],
-            "c_tokens": round(fit.accuracy[i] * n), "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats),
+            "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats),
             "steps": fit.steps[i], "total_steps": fit.total_steps[i], "status": fit.status[i],
-            "loss": fit.loss[i], "seconds": seconds, "batch": len(todo), "meta": t.meta})
+            "loss": fit.loss[i], "seconds": seconds, "batch": len(todo), "meta": t.meta}
+        if crammed:  # what counts is what free-running generation reconstructs
+            record |= crammed[i] | {"accuracy": crammed[i]["greedy_accuracy"]}
+        records.append(record | {"c_tokens": round(record["accuracy"] * n)})
     for record in records:
         if record["key"] not in run_folder.done:
             run_folder.append(record)
