@@ -194,6 +194,8 @@ def test_user_txt_and_jsonl_texts(lm, tmp_path):
         sample_passages(lm, str(jsonl), 1, 16)
     with pytest.raises(PrototokensError, match="unknown text source 'novels'"):
         sample_passages(lm, "novels", 1, 16)
+    with pytest.raises(PrototokensError, match="unknown book or collection 'dickens'; choose from: canterbury"):
+        sample_passages(lm, "books:dickens", 1, 16)
 
 
 def test_a_hub_dataset_without_the_datasets_package_is_a_clear_error(lm, monkeypatch):

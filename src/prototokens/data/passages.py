@@ -114,7 +114,7 @@ def _random_passage(lm: FrozenLM, source: str, index: int, seed: int, n_tokens: 
 
 def _text_passages(lm, source, names, load, n_texts, n_tokens, seed, context_tokens) -> list[Passage]:
     """Passage i: text ``order[i % len]`` (a seeded shuffle), cut at the first sentence start after a
-    uniform position u; a text too short for it gives way to the next one in the order."""
+    uniform position u (seeded by i); a text too short for it gives way to the next one in the order."""
     order = random.Random(seed).sample(names, len(names))
     texts: dict[str, tuple[str, list[int]]] = {}  # folded text and its starts, loaded as needed
     passages = []
@@ -137,9 +137,9 @@ def _text_passages(lm, source, names, load, n_texts, n_tokens, seed, context_tok
 
 def _cut(lm, text, starts, u, n_tokens, context_tokens):
     """(char offset, context char offset, context ids, target ids) at the first start at or after
-    ``u * len(text)`` (wrapping around) that has ``n_tokens`` tokens after it; None if none has."""
+    ``u * len(text)`` that has ``n_tokens`` tokens after it, else the last before it; None if none has."""
     first = bisect_left(starts, int(u * len(text)))
-    for start in starts[first:] + starts[:first]:
+    for start in starts[first:] + starts[:first][::-1]:
         if cut := _cut_at(lm, text, start, n_tokens, context_tokens):
             return cut
     return None
