@@ -1,5 +1,10 @@
-"""Text sources. Data is fetched from package registries into the cache on first use."""
+"""Text sources: books, random words, model-generated continuations and user texts, cut into
+passages of exactly N tokens. Data is fetched from package registries into the cache on first use."""
 
-from .books import BOOKS, book_text, passage
+from .books import BOOKS, COLLECTIONS, book_text, passage
+from .passages import Passage, generate_continuation, sample_passages, select_books
+from .user import user_texts
+from .words import random_words, word_list
 
-__all__ = ["BOOKS", "book_text", "passage"]
+__all__ = ["BOOKS", "COLLECTIONS", "book_text", "passage", "Passage", "generate_continuation",
+           "sample_passages", "select_books", "user_texts", "random_words", "word_list"]

