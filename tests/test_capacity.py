@@ -83,3 +83,29 @@ def test_cramming_sweep_counts_greedy_accuracy_and_records_both(tiny, tmp_path):
     assert json.loads((tmp_path / "run.json").read_text())["study"] == "cramming"
     assert records and all(r["accuracy"] == r["greedy_accuracy"] for r in records)
     assert all({"teacher_forced_accuracy", "token_gain", "information_gain_nats"} <= set(r) for r in records)
+
+
+def test_cli_sweep_killed_with_sigkill_resumes_and_loses_only_the_unit_in_progress(tiny_path, tmp_path):
+    source = tmp_path / "texts.jsonl"
+    source.write_text("".join(json.dumps(s) + "\n" for s in SENTENCES))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "prototokens.cli", "capacity", "--model", tiny_path, "--source", str(source),
+           "--texts", "3", "--grid", "2,3,4,5,6,8,11", "--seeds", "2", "--context-tokens", "0", "--batch-size", "1",
+           "--lr", "0.05", "--steps", "150", "-q", "--device", "cpu", "-o", str(out)]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not records.exists() or len(records.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = read_records(records)
+    assert len(partial) >= 2
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    final = read_records(records)
+    assert final[: len(partial)] == partial  # nothing that had finished was lost or redone
+    assert len({r["key"] for r in final}) == len(final)  # and nothing was done twice
+    assert "capacity per text" in done.stdout
