@@ -26,7 +26,7 @@ def random_proto(lm: pt.FrozenLM, n: int, batch: int) -> pt.ProtoTokens:
     e, m = (torch.randn(batch, lm.d_model, generator=g) * lm.embedding_std for _ in range(2))
     texts = [pt.TextRecord([0] * n, "", 0.0, 0.0, 0.0, 0, 0, 0, "unsolved") for _ in range(batch)]
     model = {"name": lm.name, "fingerprint": lm.fingerprint, "d_model": lm.d_model}
-    return pt.ProtoTokens(e, m, "em", None, model, {}, texts)
+    return pt.ProtoTokens(e, m, pt.layout.DEFAULT_LAYOUT, None, model, {}, texts)
 
 
 def main():

@@ -40,7 +40,7 @@ def measure(model: str, device: str, what: str, n: int, batch: int) -> dict:
     else:
         e, m = torch.zeros(batch, lm.d_model), torch.zeros(batch, lm.d_model)
         with torch.inference_mode():
-            lm.logits(pt.get_layout("em").build(e, m, [n] * batch).to(lm.device))
+            lm.logits(pt.get_layout(pt.layout.DEFAULT_LAYOUT).build(e, m, [n] * batch).to(lm.device))
     peak = _peak_mb(device)
     return {"what": what, "n_tokens": n, "batch": batch, "peak_mb": peak - base, "per_text_mb": (peak - base) / batch}
 

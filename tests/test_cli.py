@@ -26,7 +26,7 @@ def test_encode_decode_verify_info_round_trip(capsys, encoded):
     code, out, _ = run(capsys, "verify", encoded, "--json")
     assert code == 0 and json.loads(out)["accuracy"] == 1.0
     code, out, _ = run(capsys, "info", encoded)
-    assert code == 0 and json.loads(out)["layout"] == "em"
+    assert code == 0 and json.loads(out)["layout"] == "em-plus-one"
 
 
 def test_jsonl_encodes_many_texts_and_resumes_after_the_done_ones(capsys, caplog, tiny_path, tmp_path):
@@ -57,7 +57,7 @@ def bad_inputs(tmp_path, encoded, tiny_path, other_tiny_path):
     return {
         "empty text": (["encode", "", *m], "the text is empty"),
         "blank text": (["encode", "   ", *m], "the text is empty"),
-        "too long": (["encode", "Alice " * 300, *m], "tokens; with layout em the model"),
+        "too long": (["encode", "Alice " * 300, *m], "tokens; with layout em-plus-one the model"),
         "missing file": (["encode", "--file", tmp_path / "nope.txt", *m], "no such file"),
         "not utf-8": (["encode", "--file", tmp_path / "latin1.txt", *m], "is not UTF-8"),
         "jsonl not a string": (["encode", "--jsonl", tmp_path / "bad.jsonl", *m], "line 2: expected"),

@@ -6,7 +6,7 @@ import torch
 from prototokens import FrozenLM, PrototokensError, decode_ids, encode_ids, get_recipe, optimize
 from prototokens.layout import LAYOUTS
 
-RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=400)
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=400, init="embedding-std", first_weight=1.0)
 TEXTS = ["Alice was beginning to get", "All the world's a stage", "Of Man's first"]
 
 
@@ -102,7 +102,7 @@ def test_non_finite_loss_fails_that_text_and_keeps_the_others(tiny):
 
 def test_texts_too_long_for_the_model_are_refused(tiny):
     with pytest.raises(PrototokensError, match="text 1 has 200 tokens.*at most 128"):
-        optimize(tiny, [[5, 6], [5] * 200], progress=False)
+        optimize(tiny, [[5, 6], [5] * 200], layout="em", progress=False)
     with pytest.raises(PrototokensError, match="at most 127"):
         optimize(tiny, [[5] * 128], layout="em-plus-one", progress=False)
 

@@ -72,8 +72,7 @@ def generate_from_mem(lm: FrozenLM, mem: torch.Tensor, n_tokens: int) -> list[in
 def text_ce_without_mem(lm: FrozenLM, ids: list[int]) -> tuple[float, float]:
     """(mean cross-entropy in nats, teacher-forced accuracy) of the plain LM on the text."""
     total = h_lm(lm, ids)
-    start = lm.model.config.bos_token_id if lm.model.config.bos_token_id is not None else lm.tokenizer.eos_token_id
-    x = torch.tensor([[start, *ids]], device=lm.device)
+    x = torch.tensor([[lm.bos_id, *ids]], device=lm.device)
     predicted = lm.logits(lm.embed(x))[0, :-1].argmax(-1).tolist()
     return total / len(ids), c_tokens(predicted, ids) / len(ids)
 

@@ -61,7 +61,7 @@ LAYOUTS: dict[str, Layout] = {
         Layout("em-plus-one", "[e][m]xN, e's output unused", lambda n: [E] + [M] * n, 1),
     )
 }
-DEFAULT_LAYOUT = "em"
+DEFAULT_LAYOUT = "em-plus-one"  # the paper's default is "em"; see the README for why not ours
 
 
 def get_layout(name: str) -> Layout:

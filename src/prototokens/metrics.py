@@ -25,10 +25,7 @@ def h_lm(lm: FrozenLM, ids: list[int]) -> float:
 
     The first token is scored after the model's BOS token (or EOS where it has no BOS).
     """
-    start = lm.model.config.bos_token_id
-    start = lm.tokenizer.bos_token_id if start is None else start
-    start = lm.tokenizer.eos_token_id if start is None else start
-    x = torch.tensor([[start, *ids]], device=lm.device)
+    x = torch.tensor([[lm.bos_id, *ids]], device=lm.device)
     logits = lm.logits(lm.embed(x))[0, :-1].float()
     return float(F.cross_entropy(logits, x[0, 1:], reduction="sum"))
 

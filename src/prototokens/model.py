@@ -80,6 +80,14 @@ class FrozenLM:
     def max_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31)
 
+    @property
+    def bos_id(self) -> int:
+        """The token a text starts after: the model's BOS, else its EOS."""
+        for candidate in (self.model.config.bos_token_id, self.tokenizer.bos_token_id, self.tokenizer.eos_token_id):
+            if candidate is not None:
+                return int(candidate)
+        raise PrototokensError(f"model {self.name} has neither a BOS nor an EOS token")
+
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 

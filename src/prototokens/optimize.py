@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import PrototokensError
-from .layout import get_layout
+from .layout import DEFAULT_LAYOUT, get_layout
 from .model import FrozenLM
-from .recipe import Recipe, get_recipe
+from .recipe import DEFAULT_RECIPE, Recipe, get_recipe
 
 IGNORE = -100
 
@@ -52,7 +52,7 @@ class Fit:
         return self.vectors["m"]
 
 
-def optimize(lm: FrozenLM, targets: list[list[int]], *, layout="em", recipe: "str | Recipe" = "fast",
+def optimize(lm: FrozenLM, targets: list[list[int]], *, layout=DEFAULT_LAYOUT, recipe: "str | Recipe" = DEFAULT_RECIPE,
              seed: int = 0, restarts: int = 1, shared: str | None = None, trajectory: bool = False,
              progress: bool = True) -> Fit:
     """Fit the layout's vectors so that its forward pass predicts every list of target ids.
@@ -129,6 +129,9 @@ def _init(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> 
     scale = 1.0 if recipe.init == "normal" else lm.embedding_std
     g = torch.Generator().manual_seed(seed)
     start = {name: torch.randn(*shape, lm.d_model, generator=g) * scale for name, shape in shapes.items()}
+    if recipe.init == "bos" and "e" in start:
+        with torch.no_grad():
+            start["e"] = lm.embed(torch.tensor([lm.bos_id]))[0].float().cpu()
     return {name: v.expand(rows[name], *v.shape).clone().to(lm.device).requires_grad_() for name, v in start.items()}
 
 
@@ -143,7 +146,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress):
     for step in range(recipe.max_steps + 1):
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
-        loss, acc, margin = _evaluate(lm, layout, vectors, [targets[rows[a]] for a in active])
+        loss, acc, margin = _evaluate(lm, layout, vectors, [targets[rows[a]] for a in active], recipe.first_weight)
         finite = torch.isfinite(loss.detach())
         stats = loss.detach().tolist(), acc.tolist(), margin.tolist()
         for k, a in enumerate(active):
@@ -181,7 +184,7 @@ def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     return idx if param.shape[0] > 1 else torch.zeros_like(idx)
 
 
-def _evaluate(lm, layout, vectors, targets):
+def _evaluate(lm, layout, vectors, targets, first_weight=1.0):
     """Per-text mean cross-entropy, accuracy and smallest margin from one forward pass."""
     z = layout.inputs(vectors, targets, lm)
     width = max(len(t) for t in targets)
@@ -192,6 +195,8 @@ def _evaluate(lm, layout, vectors, targets):
     logits = lm.logits(z)[:, layout.offset: layout.offset + width].float()
     valid = t != IGNORE
     ce = F.cross_entropy(logits.transpose(1, 2), t, ignore_index=IGNORE, reduction="none")
+    if first_weight != 1.0:
+        ce = torch.cat([ce[:, :1] * first_weight, ce[:, 1:]], dim=1)
     n = valid.sum(1)
     with torch.no_grad():
         safe = t.clamp(min=0).unsqueeze(-1)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 
 from .errors import PrototokensError
 
-INITS = ("normal", "embedding-std")
+INITS = ("normal", "embedding-std", "bos")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -20,10 +20,13 @@ class Recipe:
     betas: tuple[float, float]
     weight_decay: float
     max_steps: int
-    init: str  # "normal": N(0, 1), the paper; "embedding-std": N(0, std(embeddings)^2)
+    # "normal": N(0, 1), the paper; "embedding-std": N(0, std(embeddings)^2);
+    # "bos": e starts as the model's BOS embedding (the attention sink it is used to), m as embedding-std
+    init: str
     schedule: str = "constant"
     warmup: int = 0
     margin: float = 0.0
+    first_weight: float = 1.0  # weight of the first target's cross-entropy in the text's loss
     eps: float = 1e-8
 
     def __post_init__(self):
@@ -55,8 +58,8 @@ class Recipe:
 
 RECIPES = {
     "paper": Recipe("paper", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000, init="normal"),
-    "fast": Recipe("fast", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=1000,
-                   init="embedding-std", schedule="cosine", warmup=0),
+    "fast": Recipe("fast", lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
+                   init="bos", schedule="cosine", first_weight=4.0),
 }
 DEFAULT_RECIPE = "fast"
 

@@ -22,7 +22,8 @@ from ..cramming import Cramming
 from ..metrics import h_lm, nats_to_bits
 from ..model import FrozenLM
 from ..optimize import optimize
-from ..recipe import Recipe, get_recipe
+from ..layout import DEFAULT_LAYOUT
+from ..recipe import DEFAULT_RECIPE, Recipe, get_recipe
 from ..records import RunFolder, key_of
 
 GRID = [4, 5, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512, 724, 1024, 1448]
@@ -48,7 +49,7 @@ def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seed
 
 
 def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
-        shared: bool = False, recipe: "str | Recipe" = "fast", layout: str = "em", mem: int | None = None,
+        shared: bool = False, recipe: "str | Recipe" = DEFAULT_RECIPE, layout: str = DEFAULT_LAYOUT, mem: int | None = None,
         batch_size: int = 8, progress: bool = True) -> RunFolder:
     """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds).
 
