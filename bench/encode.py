@@ -1,9 +1,10 @@
 """Encode cost (our Table 4): steps, wall time and success rate of each recipe on the same
 seeded real texts, side by side in one run; medians and spreads; texts per hour.
 
-    .venv/bin/python bench/encode.py [--recipes fast,paper] [--lengths 16,32,64,128] [--texts 4]
+    .venv/bin/python bench/encode.py [--recipes fast,paper@em] [--lengths 16,32,64,128] [--texts 4]
                                      [--steps 1000] [--batch 1] [--source books] [--out bench/results]
 
+A recipe may name its layout as RECIPE@LAYOUT (default: the default layout).
 Each recipe gets the same step budget (--steps) so success rates compare; a text counts as a
 success when it reaches 100 % token accuracy. Seconds are per batch (per text with --batch 1);
 texts per hour = solved texts / total wall time.
@@ -34,7 +35,7 @@ def main():
     p.add_argument("--model", default=pt.DEFAULT_MODEL)
     p.add_argument("--device")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--recipes", default="fast,paper")
+    p.add_argument("--recipes", default="fast,paper@em")
     p.add_argument("--lengths", default="16,32,64,128")
     p.add_argument("--texts", type=int, default=4)
     p.add_argument("--steps", type=int, default=1000, help="the same step budget for every recipe")
@@ -48,15 +49,17 @@ def main():
     rows = []
     print(f"{lm.name} on {lm.device} ({lm.dtype}), torch threads {torch.get_num_threads()}, "
           f"{args.texts} texts from {args.source}, {args.steps} steps at most, batch {args.batch}")
-    print(f"{'N':>4} {'recipe':>14} {'solved':>7} {'steps: median [range]':>22} {'seconds: median [range]':>24} {'texts/hour':>10}")
+    print(f"{'N':>4} {'recipe@layout':>18} {'solved':>7} {'steps: median [range]':>22} {'seconds: median [range]':>24} {'texts/hour':>10}")
     for n in lengths:
         targets = [q.target_ids[:n] for q in passages]
         for name in args.recipes.split(","):
-            recipe = pt.get_recipe(name).with_overrides(max_steps=args.steps)
+            recipe_name, _, layout = name.partition("@")
+            recipe = pt.get_recipe(recipe_name).with_overrides(max_steps=args.steps)
             steps, seconds, solved, wall = [], [], [], 0.0
             for start in range(0, len(targets), args.batch):
                 began = time.perf_counter()
-                fit = pt.optimize(lm, targets[start: start + args.batch], recipe=recipe, progress=False)
+                fit = pt.optimize(lm, targets[start: start + args.batch], recipe=recipe,
+                                  layout=layout or pt.layout.DEFAULT_LAYOUT, progress=False)
                 elapsed = time.perf_counter() - began
                 wall += elapsed
                 solved += [s == "solved" for s in fit.status]
@@ -66,7 +69,7 @@ def main():
                    "solved": sum(solved), "steps": steps, "seconds": seconds, "wall_s": wall,
                    "texts_per_hour": 3600 * sum(solved) / wall}
             rows.append(row)
-            print(f"{n:>4} {name:>14} {sum(solved):>3}/{len(targets):<3} {spread(steps):>22} {spread(seconds):>24} "
+            print(f"{n:>4} {name:>18} {sum(solved):>3}/{len(targets):<3} {spread(steps):>22} {spread(seconds):>24} "
                   f"{row['texts_per_hour']:>10.0f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"encode-{lm.device.type}-{args.dtype}.json"

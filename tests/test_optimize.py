@@ -112,3 +112,11 @@ def test_empty_input_is_refused(tiny):
         optimize(tiny, [[]], progress=False)
     with pytest.raises(PrototokensError, match="no texts"):
         optimize(tiny, [], progress=False)
+
+
+def test_patience_gives_up_a_seed_that_stopped_improving(tiny):
+    long = ids(tiny, "Of Man's first disobedience, and the fruit of that forbidden tree, whose mortal taste")
+    fit = optimize(tiny, [long], recipe=RECIPE.with_overrides(max_steps=400, patience=20), progress=False, trajectory=True)
+    assert fit.status == ["unsolved"] and fit.total_steps[0] < 400
+    accuracies = [acc for *_, acc in fit.trajectory[0]]
+    assert max(accuracies[-20:]) <= max(accuracies[:-20])  # nothing better in the last 20 steps

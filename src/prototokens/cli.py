@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--lr", type=float, help="learning rate")
         q.add_argument("--init", choices=INITS, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2)")
         q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--restarts", type=_positive_int, default=1, help="seeds to try on texts not yet reconstructed")
+        q.add_argument("--restarts", type=_positive_int, default=3, help="seeds to try on texts not yet reconstructed (default 3)")
         q.add_argument("--shared-m", action="store_true", help="one m for all texts (default: one per text)")
         q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

@@ -30,7 +30,7 @@ def encode(lm: FrozenLM, texts: "str | list[str]", **options) -> ProtoTokens:
 
 
 def encode_ids(lm: FrozenLM, targets: list[list[int]], *, layout: str = DEFAULT_LAYOUT,
-               recipe: "str | Recipe" = DEFAULT_RECIPE, seed: int = 0, restarts: int = 1,
+               recipe: "str | Recipe" = DEFAULT_RECIPE, seed: int = 0, restarts: int = 3,
                shared: str | None = None, batch_size: int = 8, trajectory: bool = False,
                progress: bool = True, checkpoint: "str | os.PathLike | None" = None,
                hashes: list[str] | None = None, extra: dict | None = None) -> ProtoTokens:

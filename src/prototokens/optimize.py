@@ -141,6 +141,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress):
     adam = _AdamW(list(params.values()), recipe)
     active = list(range(len(rows)))  # positions in ``rows``
     groups = [active] if shared else [[a] for a in active]
+    record = {g[0]: (-1.0, 0) for g in groups}  # group -> (best accuracy this seed, step it was reached)
     bar = tqdm(total=recipe.max_steps, disable=not progress, leave=False, dynamic_ncols=True,
                desc=f"seed {seed}" if progress else None)
     for step in range(recipe.max_steps + 1):
@@ -164,7 +165,11 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress):
             solved = all(stats[1][k] == 1.0 and stats[2][k] >= recipe.margin for k in ks)
             best.offer([rows[a] for a in group], {n: v[ks] for n, v in vectors.items()},
                        *([s[k] for k in ks] for s in stats), step, seed, solved)
-            if solved:
+            accuracy = sum(stats[1][k] for k in ks)
+            if accuracy > record[group[0]][0]:
+                record[group[0]] = accuracy, step
+            stalled = recipe.patience is not None and step - record[group[0]][1] >= recipe.patience
+            if solved or stalled:
                 stopped.update(group)
         if progress:
             bar.set_postfix(loss=f"{float(loss.detach()[finite].mean()) if finite.any() else math.nan:.3f}",

@@ -27,6 +27,7 @@ class Recipe:
     warmup: int = 0
     margin: float = 0.0
     first_weight: float = 1.0  # weight of the first target's cross-entropy in the text's loss
+    patience: int | None = None  # give up a seed after this many steps without a better accuracy
     eps: float = 1e-8
 
     def __post_init__(self):
@@ -59,7 +60,7 @@ class Recipe:
 RECIPES = {
     "paper": Recipe("paper", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000, init="normal"),
     "fast": Recipe("fast", lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
-                   init="bos", schedule="cosine", first_weight=4.0),
+                   init="bos", schedule="cosine", first_weight=4.0, patience=200),
 }
 DEFAULT_RECIPE = "fast"
 
