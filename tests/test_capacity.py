@@ -109,3 +109,24 @@ def test_cli_sweep_killed_with_sigkill_resumes_and_loses_only_the_unit_in_progre
     assert final[: len(partial)] == partial  # nothing that had finished was lost or redone
     assert len({r["key"] for r in final}) == len(final)  # and nothing was done twice
     assert "capacity per text" in done.stdout
+
+
+def test_report_computes_capacity_from_records_alone(tmp_path):
+    from prototokens.studies import report
+
+    run = tmp_path / "books"
+    run.mkdir()
+    settings = {"study": "capacity", "source": "books", "shared_m": False, "model": "m", "seeds": 2,
+                "recipe": {"name": "fast", "max_steps": 10}}
+    (run / "run.json").write_text(json.dumps(settings))
+    rows = [("a", 4, 0, 1.0, 10.0), ("a", 8, 0, 0.5, 20.0), ("a", 8, 1, 1.0, 20.0), ("a", 16, 0, 0.9, 40.0),
+            ("a", 16, 1, 0.95, 40.0), ("b", 4, 0, 0.5, 12.0), ("b", 4, 1, 0.75, 12.0)]
+    (run / "records.jsonl").write_text("".join(json.dumps(
+        {"key": f"{t}{n}{s}", "text": t, "length": n, "seed": s, "accuracy": a, "h_lm_nats": h}) + "\n"
+        for t, n, s, a, h in rows))
+    caps = report.capacities(read_records(run / "records.jsonl"))
+    assert {t: (c["capacity"], c["h_lm_nats"]) for t, c in caps.items()} == {"a": (8, 20.0), "b": (0, 0.0)}
+    assert caps["a"]["curve"] == {4: 1.0, 8: 1.0, 16: 0.95}  # best seed at each length
+    written = report.write(tmp_path)
+    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png"]
+    assert "| books | one-step | per text | 2 | 4 ± 6 | 10 ± 14 |" in written[0].read_text()

@@ -76,16 +76,24 @@ def plot_accuracy(runs: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    every_length = set()
     for run in runs:
         curves = [c["curve"] for c in capacities(run["records"]).values()]
         lengths = sorted({n for c in curves for n in c})
         # a text that stopped climbing counts as its last accuracy at longer lengths: it failed there
         means = [statistics.mean(c.get(n, c[max(c)] if n > max(c) else 0.0) for c in curves) for n in lengths]
+        every_length.update(lengths)
         ax.plot(lengths, means, marker="o", label=label(run["settings"]))
     s = runs[0]["settings"]
     ax.set(xscale="log", xlabel="target length N (tokens)", ylabel="token accuracy (best seed, mean over texts)",
-           ylim=(0, 1.02), title=f"Reconstruction accuracy against length — {s['model']}")
+           ylim=(0, 1.02), title=f"Reconstruction accuracy against length — {s['model']}\n"
+           f"recipe {s['recipe']['name']}, at most {s['recipe']['max_steps']} steps, {s['seeds']} seed(s)")
+    ax.set_xticks(sorted(every_length))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.axhline(THRESHOLD, color="grey", lw=0.8, ls=":")
     ax.legend(fontsize=8)
     fig.tight_layout()
