@@ -190,7 +190,7 @@ def test_user_txt_and_jsonl_texts(lm, tmp_path):
     assert {p.text_name for p in passages} == {"notes:3"}  # the short text gives way to the long one
     assert all(len(p.target_ids) == 16 and p.target_text.lstrip().startswith("The first") for p in passages)
     jsonl.write_text('{"body": "no text field"}\n', encoding="utf-8")
-    with pytest.raises(PrototokensError, match="notes.jsonl:1 is not a JSON string or an object"):
+    with pytest.raises(PrototokensError, match="notes.jsonl line 1: expected a JSON string or an object"):
         sample_passages(lm, str(jsonl), 1, 16)
     with pytest.raises(PrototokensError, match="unknown text source 'novels'"):
         sample_passages(lm, "novels", 1, 16)

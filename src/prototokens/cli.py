@@ -137,44 +137,21 @@ def _encode_options(args) -> dict:
 
 
 def _read_texts(args) -> list[str]:
+    from .data.user import jsonl_texts, read_utf8
+
     given = [x for x in (args.text, args.file, args.jsonl) if x is not None]
     if len(given) != 1:
         raise PrototokensError("give exactly one of: a text, --file F, --jsonl F")
     if args.text is not None:
         texts = [args.text]
     elif args.file is not None:
-        texts = [_read_utf8(args.file)]
+        texts = [read_utf8(args.file)]
     else:
-        texts = [_jsonl_text(line, args.jsonl, n) for n, line in enumerate(_read_utf8(args.jsonl).splitlines(), 1)
-                 if line.strip()]
-    if not texts:
-        raise PrototokensError(f"{args.jsonl} holds no texts")
+        texts = list(jsonl_texts(args.jsonl).values())
     for n, text in enumerate(texts, 1):
         if not text.strip():
             raise PrototokensError("the text is empty" if len(texts) == 1 else f"text {n} is empty")
     return texts
-
-
-def _read_utf8(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise PrototokensError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise PrototokensError(f"{path} is a folder, not a file") from None
-    except UnicodeDecodeError as err:
-        raise PrototokensError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
-
-
-def _jsonl_text(line: str, path: Path, n: int) -> str:
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise PrototokensError(f"{path} line {n}: not valid JSON ({err.msg})") from None
-    text = item.get("text") if isinstance(item, dict) else item
-    if not isinstance(text, str):
-        raise PrototokensError(f'{path} line {n}: expected a JSON string or an object with a "text" string')
-    return text
 
 
 def _encode(args):

@@ -19,19 +19,37 @@ def user_texts(source: str) -> dict[str, str]:
     if path.suffix not in (".txt", ".jsonl"):
         raise PrototokensError(f"unknown text source {source!r}; choose books[:NAMES], generated[:NAMES], "
                                "random, a .txt or .jsonl file, or hf:DATASET[:CONFIG]")
-    if not path.is_file():
-        raise PrototokensError(f"no such file: {source}")
     if path.suffix == ".txt":
-        return {path.stem: path.read_text(encoding="utf-8")}
+        return {path.stem: read_utf8(path)}
+    return {f"{path.stem}:{number}": text for number, text in jsonl_texts(path).items()}
+
+
+def read_utf8(path: Path) -> str:
+    """The file's text; a one-line error if it is missing, a folder, or not UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise PrototokensError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise PrototokensError(f"{path} is a folder, not a file") from None
+    except UnicodeDecodeError as err:
+        raise PrototokensError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
+
+
+def jsonl_texts(path: Path) -> dict[int, str]:
+    """Line number -> text of a JSONL file: each non-blank line a JSON string or {"text": ...}."""
     texts = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            texts[f"{path.stem}:{number}"] = record if isinstance(record, str) else record["text"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise PrototokensError(f"{path}:{number} is not a JSON string or an object with a \"text\" field") from None
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PrototokensError(f"{path} line {number}: not valid JSON ({err.msg})") from None
+        text = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(text, str):
+            raise PrototokensError(f'{path} line {number}: expected a JSON string or an object with a "text" string')
+        texts[number] = text
     if not texts:
         raise PrototokensError(f"{path} holds no texts")
     return texts
