@@ -94,3 +94,11 @@ def test_unknown_option_values_are_refused_by_the_parser(capsys, option):
         main(["encode", "abc", *option])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("prototokens encode: error: argument") and err.count("\n") == 1
+
+
+def test_trajectory_file_has_a_line_per_step(capsys, tiny_path, tmp_path):
+    out, trajectory = tmp_path / "t.proto.safetensors", tmp_path / "steps.jsonl"
+    code, _, _ = run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, "--trajectory", trajectory, *FAST)
+    steps = [json.loads(line) for line in trajectory.read_text().splitlines()]
+    assert code == 0 and steps[0]["step"] == 0 and {"loss", "accuracy", "seed", "text"} <= set(steps[0])
+    assert steps[-1]["accuracy"] == 1.0
