@@ -1,8 +1,8 @@
 """Text sources: books, random words, model-generated continuations and user texts, cut into
 passages of exactly N tokens. Data is fetched from package registries into the cache on first use."""
 
-from .books import BOOKS, COLLECTIONS, book_text, passage
-from .passages import Passage, generate_continuation, sample_passages, select_books
+from .books import BOOKS, COLLECTIONS, book_text
+from .passages import Passage, generate_continuation, passage, sample_passages, select_books
 from .user import user_texts
 from .words import random_words, word_list
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..cache import cache_dir
 from ..errors import PrototokensError
-from ..model import FrozenLM
 from .fetch import download_deb, download_sdist
 from .rdata import lazyload_db
 
@@ -109,14 +108,3 @@ def book_path(name: str) -> Path:
 def book_text(name: str) -> str:
     """The whole book, whitespace folded to single spaces."""
     return re.sub(r"\s+", " ", book_path(name).read_text(encoding="utf-8")).strip()
-
-
-def passage(lm: FrozenLM, text: str, n_tokens: int, start_char: int = 0) -> list[int]:
-    """Exactly ``n_tokens`` ids of the text from the first sentence start at or after ``start_char``."""
-    found = re.compile(r"(?:^|(?<=[.!?] )|(?<=[.!?]' ))[A-Z`]").search(text, start_char)
-    if found is None:
-        raise PrototokensError(f"no sentence starts after character {start_char}")
-    ids = lm.tokenize(text[found.start(): found.start() + 20 * n_tokens])
-    if len(ids) < n_tokens:
-        raise PrototokensError(f"the text after character {start_char} has fewer than {n_tokens} tokens")
-    return ids[:n_tokens]

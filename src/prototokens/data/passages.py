@@ -75,6 +75,17 @@ def sample_passages(lm: FrozenLM, source: str, n_texts: int, n_tokens: int, seed
     return passages
 
 
+def passage(lm: FrozenLM, text: str, n_tokens: int, start_char: int = 0) -> list[int]:
+    """Exactly ``n_tokens`` ids of ``text`` from its first sentence start at or after ``start_char``."""
+    found = SENTENCE_START.search(text, start_char)
+    if found is None:
+        raise PrototokensError(f"no sentence starts after character {start_char}")
+    ids = lm.tokenize(text[found.start(): found.start() + 20 * n_tokens])
+    if len(ids) < n_tokens:
+        raise PrototokensError(f"the text after character {start_char} has fewer than {n_tokens} tokens")
+    return ids[:n_tokens]
+
+
 def select_books(selection: str = "") -> list[str]:
     """Books named by a comma-separated list of book and collection names; all books if empty."""
     names = []
