@@ -120,3 +120,14 @@ def test_patience_gives_up_a_seed_that_stopped_improving(tiny):
     assert fit.status == ["unsolved"] and fit.total_steps[0] < 400
     accuracies = [acc for *_, acc in fit.trajectory[0]]
     assert max(accuracies[-20:]) <= max(accuracies[:-20])  # nothing better in the last 20 steps
+
+
+def test_the_reported_loss_is_the_plain_cross_entropy_whatever_the_first_target_weight(tiny):
+    target = ids(tiny, TEXTS[1])
+    fit = optimize(tiny, [target], recipe=RECIPE.with_overrides(first_weight=4.0, max_steps=20), progress=False)
+    layout = LAYOUTS["em-plus-one"]
+    z = layout.build(fit.e, fit.m, [len(target)])
+    with torch.no_grad():
+        logits = tiny.logits(z)[0, layout.offset:].float()
+    ce = torch.nn.functional.cross_entropy(logits, torch.tensor(target))
+    assert fit.loss[0] == pytest.approx(float(ce), rel=1e-4)

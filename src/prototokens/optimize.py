@@ -34,7 +34,7 @@ class Fit:
 
     vectors: dict[str, torch.Tensor]
     accuracy: list[float]
-    loss: list[float]
+    loss: list[float]  # mean cross-entropy per target token (nats), unweighted
     margin: list[float]  # smallest lead of the target logit over the runner-up
     steps: list[int]  # updates from the start of the kept seed to the kept state
     total_steps: list[int]  # updates spent on the text over all seeds
@@ -147,9 +147,10 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress):
     for step in range(recipe.max_steps + 1):
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
-        loss, acc, margin = _evaluate(lm, layout, vectors, [targets[rows[a]] for a in active], recipe.first_weight)
-        finite = torch.isfinite(loss.detach())
-        stats = loss.detach().tolist(), acc.tolist(), margin.tolist()
+        objective, ce, acc, margin = _evaluate(lm, layout, vectors, [targets[rows[a]] for a in active],
+                                               recipe.first_weight)
+        finite = torch.isfinite(objective.detach())
+        stats = ce.tolist(), acc.tolist(), margin.tolist()
         for k, a in enumerate(active):
             best.total_steps[rows[a]] += 1 if step else 0
             if best.trajectory:
@@ -172,12 +173,12 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress):
             if solved or stalled:
                 stopped.update(group)
         if progress:
-            bar.set_postfix(loss=f"{float(loss.detach()[finite].mean()) if finite.any() else math.nan:.3f}",
+            bar.set_postfix(loss=f"{float(ce[finite].mean()) if finite.any() else math.nan:.3f}",
                             acc=f"{float(acc.mean()):.3f}", active=len(active) - len(stopped), refresh=False)
         if step == recipe.max_steps or len(stopped) == len(active):
             break
         keep = [k for k, a in enumerate(active) if a not in stopped]
-        loss[keep].sum().backward()
+        objective[keep].sum().backward()
         adam.step([_param_rows(idx[keep], p).unique() for p in params.values()])
         active = [active[k] for k in keep]
         bar.update()
@@ -190,7 +191,8 @@ def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
 
 
 def _evaluate(lm, layout, vectors, targets, first_weight=1.0):
-    """Per-text mean cross-entropy, accuracy and smallest margin from one forward pass."""
+    """Per text, from one forward pass: the objective (mean cross-entropy with the first target
+    weighted by ``first_weight``), the plain mean cross-entropy, accuracy and smallest margin."""
     z = layout.inputs(vectors, targets, lm)
     width = max(len(t) for t in targets)
     t = torch.full((len(targets), width), IGNORE, dtype=torch.long)
@@ -200,17 +202,17 @@ def _evaluate(lm, layout, vectors, targets, first_weight=1.0):
     logits = lm.logits(z)[:, layout.offset: layout.offset + width].float()
     valid = t != IGNORE
     ce = F.cross_entropy(logits.transpose(1, 2), t, ignore_index=IGNORE, reduction="none")
-    if first_weight != 1.0:
-        ce = torch.cat([ce[:, :1] * first_weight, ce[:, 1:]], dim=1)
+    weighted = torch.cat([ce[:, :1] * first_weight, ce[:, 1:]], dim=1) if first_weight != 1.0 else ce
     n = valid.sum(1)
     with torch.no_grad():
+        mean_ce = ce.sum(1) / n
         safe = t.clamp(min=0).unsqueeze(-1)
         top2 = logits.topk(2, dim=-1).values
         right = logits.gather(-1, safe).squeeze(-1)
         runner_up = torch.where(right >= top2[..., 0], top2[..., 1], top2[..., 0])
         lead = (right - runner_up).masked_fill(~valid, math.inf)
         acc = ((lead > 0) & valid).sum(1) / n
-    return ce.sum(1) / n, acc, lead.min(1).values
+    return weighted.sum(1) / n, mean_ce, acc, lead.min(1).values
 
 
 class _AdamW:
