@@ -130,3 +130,14 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
     written = report.write(tmp_path)
     assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png"]
     assert "| books | one-step | per text | 2 | 4 ± 6 | 10 ± 14 |" in written[0].read_text()
+
+    crammed = tmp_path / "books-cramming"
+    crammed.mkdir()
+    (crammed / "run.json").write_text(json.dumps(settings | {"study": "cramming", "mem": 1}))
+    (crammed / "records.jsonl").write_text("".join(json.dumps(
+        {"key": f"{t}{n}", "text": t, "length": n, "seed": 0, "accuracy": a, "h_lm_nats": h}) + "\n"
+        for t, n, a, h in [("a", 16, 1.0, 40.0), ("a", 22, 0.5, 55.0), ("c", 4, 1.0, 9.0)]))
+    assert report.information_pairs(report.load_runs(tmp_path)) == {"books": [("a", 40.0, 20.0)]}
+    written = report.write(tmp_path)
+    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "information_one_step_vs_cramming.png"]
+    assert "information_one_step_vs_cramming.png" in written[0].read_text()
