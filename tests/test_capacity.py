@@ -62,7 +62,7 @@ def test_shared_m_sweeps_the_group_together(tiny, tmp_path):
 
 
 def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
-    from prototokens.cramming import Cramming, cram, evaluate, generate_from_mem
+    from prototokens.cramming import Cramming, cram, evaluate
 
     target = tiny.tokenize("Alice was beginning")
     fit = cram(tiny, [target], mem=2, recipe=RECIPE.with_overrides(max_steps=300), progress=False)
@@ -71,7 +71,7 @@ def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
     (row,) = evaluate(tiny, fit, [target])
     # greedy generation from [mem] alone, checked independently of evaluate()
     assert row["greedy_accuracy"] == sum(
-        a == b for a, b in zip(generate_from_mem(tiny, fit.vectors["mem"][0], len(target)), target)) / len(target)
+        a == b for a, b in zip(tiny.greedy(fit.vectors["mem"][0], len(target)), target)) / len(target)
     assert row["teacher_forced_accuracy"] == 1.0
     assert row["information_gain_nats"] > 0
     assert Cramming(2).n_inputs(len(target)) == 2 + len(target) - 1

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES))
         q.add_argument("--steps", type=_positive_int, help="most optimisation steps per seed")
         q.add_argument("--lr", type=float, help="learning rate")
-        q.add_argument("--init", choices=INITS, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2)")
+        q.add_argument("--init", choices=INITS, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start token")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--restarts", type=_positive_int, default=3, help="seeds to try on texts not yet reconstructed (default 3)")
         q.add_argument("--shared-m", action="store_true", help="one m for all texts (default: one per text)")
@@ -103,10 +103,52 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("folder", type=Path)
     q.set_defaults(run=_report)
 
+    _study_parsers(sub.add_parser("study", help="studies of proto-token space (Tables 1-2, Figs. 5-7, probing)")
+                   .add_subparsers(required=True, metavar="STUDY"), model_options, recipe_options)
+
     q = sub.add_parser("info", help="print the metadata of a proto-token file")
     q.add_argument("files", type=Path, nargs="+")
     q.set_defaults(run=_info)
     return p
+
+
+def _study_parsers(sub, model_options, recipe_options):
+    def study(name, run, text, sampled=True):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("-o", "--out", type=Path, required=True, help="study folder (resumed if it exists)")
+        if sampled:
+            q.add_argument("--source", default="books", help="books[:NAMES], generated[:NAMES], random, FILE.txt, FILE.jsonl")
+            q.add_argument("--data-seed", type=int, default=0, help="seed of the passage sample")
+        model_options(q)
+        recipe_options(q)
+        q.set_defaults(run=run)
+        return q
+
+    q = study("arrangements", _study_arrangements, "the five layouts over lengths 1, 2, 4, ... (Table 1)")
+    q.add_argument("--texts", type=_positive_int, default=4)
+    q.add_argument("--max-length", type=_positive_int, default=16, help="lengths 1, 2, 4, ... up to this (default 16)")
+    q.add_argument("--layouts", default=",".join(LAYOUTS))
+    q.add_argument("--seeds", type=_positive_int, default=1)
+    q = study("sharing", _study_sharing, "groups of S texts sharing m or e, over seeds (Table 2)")
+    q.add_argument("--texts", type=_positive_int, default=8)
+    q.add_argument("--length", type=_positive_int, default=16)
+    q.add_argument("--sizes", default="1,4", help="group sizes S (default 1,4)")
+    q.add_argument("--vectors", default="m,e", help="which vector is shared (default m,e)")
+    q.add_argument("--seeds", type=_positive_int, default=3)
+    q = study("locality", _study_locality, "distances between solutions by text and context (Figs. 5-6)")
+    q.add_argument("--contexts", type=_positive_int, default=3)
+    q.add_argument("--texts", type=_positive_int, default=3, help="generated texts per context")
+    q.add_argument("--seeds", type=_positive_int, default=3, help="solutions of each context's first text")
+    q.add_argument("--length", type=_positive_int, default=16)
+    q = study("connectivity", _study_connectivity, "line and trained Bezier curve between two solutions (Fig. 7)")
+    q.add_argument("--texts", type=_positive_int, default=3)
+    q.add_argument("--length", type=_positive_int, default=16)
+    q.add_argument("--control-steps", type=_positive_int, default=300)
+    q.add_argument("--points", type=_positive_int, default=21, help="points evaluated along each path")
+    q = study("probe", _study_probe, "ordinary generation from proto-tokens, compared with their text", sampled=False)
+    q.add_argument("file", type=Path, help="a proto-token file (from prototokens encode)")
+    q = study("geometry", _study_geometry, "norms, nearest tokens and a PCA of solutions", sampled=False)
+    q.add_argument("files", type=Path, nargs="+", help="proto-token files; one colour per file in the PCA")
 
 
 def _positive_int(value: str) -> int:
@@ -226,17 +268,22 @@ def _info(args):
         print(json.dumps({"file": str(f)} | meta, indent=2))
 
 
-def _capacity(args):
+def _sample(args, lm, n_tokens: int, context_tokens: int = 64) -> list:
+    """The study's texts from --source, as capacity.Text (id, target ids, where it came from)."""
     from .data import sample_passages
+    from .studies.capacity import Text
+
+    passages = sample_passages(lm, args.source, args.texts, n_tokens, seed=args.data_seed, context_tokens=context_tokens)
+    return [Text(f"{p.text_name}@{p.char_offset}#{p.index}", p.target_ids,
+                 {k: v for k, v in p.to_dict().items() if k not in ("target_ids", "context_ids")}) for p in passages]
+
+
+def _capacity(args):
     from .studies import capacity
 
     grid = _grid(args.grid, args.max_length)
     lm = _load(args, args.model)
-    passages = sample_passages(lm, args.source, args.texts, grid[-1], seed=args.data_seed,
-                               context_tokens=args.context_tokens)
-    texts = [capacity.Text(f"{p.text_name}@{p.char_offset}#{p.index}", p.target_ids,
-                           {k: v for k, v in p.to_dict().items() if k not in ("target_ids", "context_ids")})
-             for p in passages]
+    texts = _sample(args, lm, grid[-1], args.context_tokens)
     options = _encode_options(args)
     run = capacity.run(lm, texts, args.out, source=args.source, grid=grid, seeds=args.seeds,
                        shared=options["shared"] == "m", recipe=options["recipe"], layout=args.layout,
@@ -256,6 +303,108 @@ def _grid(text: str, cut: int | None) -> list[int]:
     if not grid:
         raise PrototokensError("the length grid is empty")
     return grid
+
+
+def _names(text: str, allowed, what: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in names if x not in allowed]
+    if unknown or not names:
+        raise PrototokensError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from: {', '.join(allowed)}")
+    return names
+
+
+def _write_study(folder: Path, name: str, body: str) -> None:
+    path = folder / f"{name}.md"
+    path.write_text(body)
+    print(body + f"\nwrote {path}")
+
+
+def _study_arrangements(args):
+    from .studies import arrangements
+
+    layouts = _names(args.layouts, LAYOUTS, "layout")
+    lengths = arrangements.lengths_up_to(args.max_length)
+    lm = _load(args, args.model)
+    o = _encode_options(args)
+    runs = arrangements.run(lm, _sample(args, lm, lengths[-1]), args.out, source=args.source, lengths=lengths,
+                            layouts=layouts, seeds=args.seeds, recipe=o["recipe"], progress=o["progress"])
+    _write_study(args.out, "arrangements", f"# Arrangements (Table 1)\n\n{lm.name}, {args.texts} texts from "
+                 f"{args.source}, recipe {o['recipe'].name} ({o['recipe'].max_steps} steps), best of {args.seeds} seed(s); "
+                 "token accuracy, mean ± std over texts.\n\n" + arrangements.table({k: r.records for k, r in runs.items()}))
+
+
+def _study_sharing(args):
+    from .studies import sharing
+
+    sizes = [int(x) for x in _names(args.sizes, [str(n) for n in range(1, args.texts + 1)], "group size")]
+    vectors = _names(args.vectors, ["m", "e"], "shared vector")
+    lm = _load(args, args.model)
+    o = _encode_options(args)
+    folders = sharing.run(lm, _sample(args, lm, args.length), args.out, source=args.source, length=args.length,
+                          sizes=sizes, shared=vectors, seeds=args.seeds, recipe=o["recipe"], layout=args.layout,
+                          progress=o["progress"])
+    _write_study(args.out, "sharing", f"# Sharing one vector (Table 2)\n\n{lm.name}, {args.texts} texts from {args.source}, "
+                 f"N={args.length}, {args.seeds} seeds, recipe {o['recipe'].name} ({o['recipe'].max_steps} steps).\n\n"
+                 + sharing.table({k: r.records for k, r in folders.items()}))
+
+
+def _study_locality(args):
+    from .studies import locality
+
+    lm = _load(args, args.model)
+    o = _encode_options(args)
+    result = locality.run(lm, args.out, contexts=args.contexts, texts=args.texts, seeds=args.seeds, length=args.length,
+                          source=args.source, data_seed=args.data_seed, recipe=o["recipe"], layout=args.layout,
+                          progress=o["progress"])
+    plots = locality.plot(result, args.out)
+    _write_study(args.out, "locality", f"# Locality (Figs. 5-6)\n\n{lm.name}, {args.contexts} contexts from {args.source}, "
+                 f"{args.texts} generated texts each, {args.seeds} seeds of the first, N={args.length}; "
+                 f"{result['solved']} of {result['encoded']} encodings solved and counted.\n\n" + locality.table(result)
+                 + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots))
+
+
+def _study_connectivity(args):
+    from .studies import connectivity
+
+    lm = _load(args, args.model)
+    o = _encode_options(args)
+    texts = _sample(args, lm, args.length)
+    run = connectivity.run(lm, [t.target_ids for t in texts], args.out, text_ids=[t.id for t in texts],
+                           source=args.source, recipe=o["recipe"], layout=args.layout, steps=args.control_steps,
+                           points=args.points, progress=o["progress"])
+    path = connectivity.plot(run.records, run.settings, args.out / "connectivity.png")
+    _write_study(args.out, "connectivity", f"# Connectivity (Fig. 7)\n\n{lm.name}, {len(texts)} texts from {args.source}, "
+                 f"N={args.length}.\n\n" + connectivity.table(run.records) + f"\n![connectivity]({path.name})\n")
+
+
+def _study_probe(args):
+    from .proto import load
+    from .studies import probe
+
+    proto = load(args.file)
+    lm = _load(args, args.model if args.model != DEFAULT_MODEL else proto.model["name"])
+    proto.check_model(lm, str(args.file))
+    run = probe.run(lm, proto, args.out, source=str(args.file))
+    _write_study(args.out, "probe", f"# Probing: ordinary generation from proto-tokens\n\n{lm.name}, {len(proto)} texts "
+                 f"of {args.file}; each generation is compared with its own text and with another text.\n\n"
+                 + probe.table(run.records))
+
+
+def _study_geometry(args):
+    import torch
+
+    from .proto import load
+    from .studies import geometry
+
+    first = load(args.files[0])
+    lm = _load(args, args.model if args.model != DEFAULT_MODEL else first.model["name"])
+    protos = [load(f, lm) for f in args.files]
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = geometry.plot_pca({f.name: torch.cat([p.e, p.m]) for f, p in zip(args.files, protos)},
+                             {f.name: [0] * len(p.e) + [1] * len(p.m) for f, p in zip(args.files, protos)},
+                             args.out / "geometry_pca.png", f"PCA of solutions (o: e, ^: m) — {lm.name}")
+    _write_study(args.out, "geometry", f"# Geometry of proto-tokens\n\n{lm.name}, {sum(map(len, protos))} texts in "
+                 f"{len(protos)} file(s).\n\n" + geometry.markdown(geometry.summary(lm, protos)) + f"\n![pca]({path.name})\n")
 
 
 def _report(args):

@@ -59,20 +59,10 @@ def cram(lm: FrozenLM, targets: list[list[int]], *, mem: int = 1, recipe: "str |
 
 
 @torch.inference_mode()
-def generate_from_mem(lm: FrozenLM, mem: torch.Tensor, n_tokens: int) -> list[int]:
-    """Free-running greedy generation of ``n_tokens`` from [mem] (K, d) alone, with a KV cache."""
-    embeds = mem[None].to(lm.device, lm.dtype)
-    out = lm.model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], device=lm.device, dtype=torch.long),
-                            max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False,
-                            pad_token_id=lm.tokenizer.pad_token_id or 0)
-    return out[0, -n_tokens:].tolist()
-
-
-@torch.inference_mode()
 def text_ce_without_mem(lm: FrozenLM, ids: list[int]) -> tuple[float, float]:
     """(mean cross-entropy in nats, teacher-forced accuracy) of the plain LM on the text."""
     total = h_lm(lm, ids)
-    x = torch.tensor([[lm.bos_id, *ids]], device=lm.device)
+    x = torch.tensor([[lm.start_id, *ids]], device=lm.device)
     predicted = lm.logits(lm.embed(x))[0, :-1].argmax(-1).tolist()
     return total / len(ids), c_tokens(predicted, ids) / len(ids)
 
@@ -82,7 +72,7 @@ def evaluate(lm: FrozenLM, fit: Fit, targets: list[list[int]]) -> list[dict]:
     rows = []
     for i, target in enumerate(targets):
         n = len(target)
-        free = c_tokens(generate_from_mem(lm, fit.vectors["mem"][i], n), target) / n
+        free = c_tokens(lm.greedy(fit.vectors["mem"][i], n), target) / n
         ce_without, acc_without = text_ce_without_mem(lm, target)
         rows.append({
             "teacher_forced_accuracy": fit.accuracy[i], "greedy_accuracy": free,

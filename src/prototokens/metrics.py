@@ -23,9 +23,9 @@ def token_accuracy(predicted: list[int], target: list[int]) -> float:
 def h_lm(lm: FrozenLM, ids: list[int]) -> float:
     """-sum_i log P(t_i | t_<i) in nats: the text's information for the model.
 
-    The first token is scored after the model's BOS token (or EOS where it has no BOS).
+    The first token is scored after the model's document-start token (``FrozenLM.start_id``).
     """
-    x = torch.tensor([[lm.bos_id, *ids]], device=lm.device)
+    x = torch.tensor([[lm.start_id, *ids]], device=lm.device)
     logits = lm.logits(lm.embed(x))[0, :-1].float()
     return float(F.cross_entropy(logits, x[0, 1:], reduction="sum"))
 

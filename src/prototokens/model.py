@@ -81,8 +81,13 @@ class FrozenLM:
         return int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31)
 
     @property
-    def bos_id(self) -> int:
-        """The token a text starts after: the model's BOS, else its EOS."""
+    def start_id(self) -> int:
+        """The token documents start after in pretraining: ``<|endoftext|>`` where the vocabulary
+        has it (GPT-2 family: Pythia, SmolLM, Qwen; chat variants rename BOS to a chat token),
+        else the model's BOS, else its EOS."""
+        vocab = self.tokenizer.get_vocab()
+        if "<|endoftext|>" in vocab:
+            return int(vocab["<|endoftext|>"])
         for candidate in (self.model.config.bos_token_id, self.tokenizer.bos_token_id, self.tokenizer.eos_token_id):
             if candidate is not None:
                 return int(candidate)
@@ -101,6 +106,15 @@ class FrozenLM:
     def logits(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """One causal forward pass over embeddings (B, L, d), positions 0..L-1."""
         return self.model(inputs_embeds=inputs_embeds.to(self.dtype), use_cache=False).logits
+
+    @torch.inference_mode()
+    def greedy(self, inputs_embeds: torch.Tensor, n_tokens: int) -> list[int]:
+        """``n_tokens`` ids by free-running greedy generation after the embeddings (K, d), KV cached."""
+        embeds = inputs_embeds[None].to(self.device, self.dtype)
+        out = self.model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], device=self.device, dtype=torch.long),
+                                  max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False,
+                                  pad_token_id=self.tokenizer.pad_token_id or 0)
+        return out[0, -n_tokens:].tolist()
 
     @cached_property
     def embedding_std(self) -> float:

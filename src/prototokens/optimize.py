@@ -129,9 +129,9 @@ def _init(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> 
     scale = 1.0 if recipe.init == "normal" else lm.embedding_std
     g = torch.Generator().manual_seed(seed)
     start = {name: torch.randn(*shape, lm.d_model, generator=g) * scale for name, shape in shapes.items()}
-    if recipe.init == "bos" and "e" in start:
+    if recipe.init == "start" and "e" in start:
         with torch.no_grad():
-            start["e"] = lm.embed(torch.tensor([lm.bos_id]))[0].float().cpu()
+            start["e"] = lm.embed(torch.tensor([lm.start_id]))[0].float().cpu()
     return {name: v.expand(rows[name], *v.shape).clone().to(lm.device).requires_grad_() for name, v in start.items()}
 
 
@@ -147,7 +147,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress):
     for step in range(recipe.max_steps + 1):
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
-        objective, ce, acc, margin = _evaluate(lm, layout, vectors, [targets[rows[a]] for a in active],
+        objective, ce, acc, margin = evaluate(lm, layout, vectors, [targets[rows[a]] for a in active],
                                                recipe.first_weight)
         finite = torch.isfinite(objective.detach())
         stats = ce.tolist(), acc.tolist(), margin.tolist()
@@ -190,7 +190,7 @@ def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     return idx if param.shape[0] > 1 else torch.zeros_like(idx)
 
 
-def _evaluate(lm, layout, vectors, targets, first_weight=1.0):
+def evaluate(lm, layout, vectors, targets, first_weight=1.0):
     """Per text, from one forward pass: the objective (mean cross-entropy with the first target
     weighted by ``first_weight``), the plain mean cross-entropy, accuracy and smallest margin."""
     z = layout.inputs(vectors, targets, lm)

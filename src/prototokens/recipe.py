@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 
 from .errors import PrototokensError
 
-INITS = ("normal", "embedding-std", "bos")
+INITS = ("normal", "embedding-std", "start")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -21,7 +21,8 @@ class Recipe:
     weight_decay: float
     max_steps: int
     # "normal": N(0, 1), the paper; "embedding-std": N(0, std(embeddings)^2);
-    # "bos": e starts as the model's BOS embedding (the attention sink it is used to), m as embedding-std
+    # "start": e starts as the embedding of the model's document-start token (FrozenLM.start_id:
+    # the attention sink the model is used to at position 0), m as embedding-std
     init: str
     schedule: str = "constant"
     warmup: int = 0
@@ -60,7 +61,7 @@ class Recipe:
 RECIPES = {
     "paper": Recipe("paper", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000, init="normal"),
     "fast": Recipe("fast", lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
-                   init="bos", schedule="cosine", first_weight=4.0, patience=200),
+                   init="start", schedule="cosine", first_weight=4.0, patience=200),
 }
 DEFAULT_RECIPE = "fast"
 

@@ -29,8 +29,8 @@ def _seconds(fn, repeats: int) -> list[float]:
 
 @torch.inference_mode()
 def greedy_generate(lm: FrozenLM, n_tokens: int, batch: int = 1) -> torch.Tensor:
-    """N new tokens by greedy decoding with a KV cache, from the BOS token."""
-    ids = torch.full((batch, 1), lm.bos_id, device=lm.device)
+    """N new tokens by greedy decoding with a KV cache, from the document-start token."""
+    ids = torch.full((batch, 1), lm.start_id, device=lm.device)
     return lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_tokens,
                              min_new_tokens=n_tokens, do_sample=False, use_cache=True,
                              pad_token_id=lm.tokenizer.pad_token_id or 0)

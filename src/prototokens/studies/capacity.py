@@ -50,10 +50,11 @@ def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seed
 
 def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
         shared: bool = False, recipe: "str | Recipe" = DEFAULT_RECIPE, layout: str = DEFAULT_LAYOUT, mem: int | None = None,
-        batch_size: int = 8, progress: bool = True) -> RunFolder:
+        batch_size: int = 8, climb: bool = True, progress: bool = True) -> RunFolder:
     """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds).
 
     ``mem=K`` runs the cramming baseline with K [mem] vectors instead of proto-tokens.
+    ``climb=False`` runs every text at every length, passed or not (the arrangements study).
     """
     if mem is not None:
         recipe, shared, layout = get_recipe(recipe).with_overrides(init="embedding-std"), False, Cramming(mem)
@@ -71,19 +72,21 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int]
                 break
             batches = [todo] if shared else [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
             for batch in batches:
-                records = _unit(lm, run_folder, batch, n, seed, shared, recipe, layout, progress)
+                records = unit(lm, run_folder, batch, n, seed, "m" if shared else None, recipe, layout, progress)
                 passed |= {r["text"] for r in records if r["accuracy"] >= THRESHOLD}
         bar.update(len(climbing))
         bar.set_postfix(length=n, climbing=len(passed))
-        climbing = [t for t in climbing if t.id in passed]
+        climbing = [t for t in climbing if t.id in passed or not climb]
         if not climbing:
             break
     bar.close()
     return run_folder
 
 
-def _unit(lm, run_folder, batch, n, seed, shared, recipe, layout, progress) -> list[dict]:
-    """Records of ``batch`` at length ``n`` and ``seed``: read back if done, else optimised now."""
+def unit(lm, run_folder, batch, n, seed, shared, recipe, layout, progress) -> list[dict]:
+    """Records of ``batch`` at length ``n`` and ``seed``: read back if done, else optimised now.
+
+    ``shared`` names the vector the batch shares (then the batch is one group and one unit)."""
     group = key_of([t.id for t in batch]) if shared else None
     keys = [key_of(t.id, n, seed, group) for t in batch]
     if all(k in run_folder.done for k in keys):
@@ -91,7 +94,7 @@ def _unit(lm, run_folder, batch, n, seed, shared, recipe, layout, progress) -> l
     todo = [(t, k) for t, k in zip(batch, keys) if shared or k not in run_folder.done]
     started = time.perf_counter()
     fit = optimize(lm, [t.target_ids[:n] for t, _ in todo], layout=layout, recipe=recipe, seed=seed,
-                   shared="m" if shared else None, progress=progress)
+                   shared=shared, progress=progress)
     seconds = time.perf_counter() - started
     targets = [t.target_ids[:n] for t, _ in todo]
     crammed = cramming.evaluate(lm, fit, targets) if isinstance(layout, Cramming) else None

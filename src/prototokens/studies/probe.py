@@ -1,0 +1,77 @@
+"""Probing (paper, Sec. 5): is what proto-tokens hold usable by ordinary generation?
+
+From each text's proto-tokens, free-running greedy generation of as many tokens as the text,
+started from several combinations of inputs (e alone, m alone, e then m, after the document-start token,
+...). What comes out is compared with the text the proto-tokens encode ("matched") and, as
+the level of unrelated text, with another text of the same file ("mismatched"): position-wise
+token accuracy, token-set F1, and all-MiniLM-L6-v2 cosine. One record per (text, combination).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+
+import torch
+
+from ..model import FrozenLM
+from ..proto import ProtoTokens
+from ..records import RunFolder, key_of
+from ..similarity import minilm_embeddings
+
+COMBINATIONS = ["e", "m", "e m", "start e", "start e m", "e m m m m"]
+
+
+def inputs(lm: FrozenLM, proto: ProtoTokens, i: int, combination: str) -> torch.Tensor:
+    """(K, d) embeddings of a combination such as "start e m" for text ``i``."""
+    e, m = proto.vectors(i)
+    parts = {"e": e, "m": m, "start": lm.embed(torch.tensor([lm.start_id]))[0].detach().float().cpu()}
+    return torch.stack([parts[name] for name in combination.split()])
+
+
+def token_f1(a: list[int], b: list[int]) -> float:
+    """F1 of the token multisets."""
+    common = sum((Counter(a) & Counter(b)).values())
+    return 0.0 if not common else 2 * common / (len(a) + len(b))
+
+
+def run(lm: FrozenLM, proto: ProtoTokens, folder, *, combinations: list[str] = list(COMBINATIONS),
+        source: str = "") -> RunFolder:
+    """Generate from every combination for every text into ``folder`` (resumed)."""
+    proto.check_model(lm)
+    targets = [t.target_ids for t in proto.texts]
+    run_folder = RunFolder(folder, {"study": "probe", "model": lm.name, "fingerprint": lm.fingerprint,
+                                    "source": source, "texts": [t.text_sha256 for t in proto.texts],
+                                    "layout": proto.layout, "combinations": combinations})
+    for i, target in enumerate(targets):
+        other = targets[(i + 1) % len(targets)]
+        for combination in combinations:
+            key = key_of(proto.texts[i].text_sha256, combination)
+            if key in run_folder.done:
+                continue
+            written = lm.greedy(inputs(lm, proto, i, combination), len(target))
+            texts = [lm.detokenize(ids) for ids in (written, target, other)]
+            x = minilm_embeddings(texts)
+            run_folder.append({
+                "key": key, "text": i, "combination": combination, "written": texts[0], "target": texts[1],
+                "matched": {"accuracy": _accuracy(written, target), "f1": token_f1(written, target),
+                            "minilm": float(x[0] @ x[1])},
+                "mismatched": {"accuracy": _accuracy(written, other), "f1": token_f1(written, other),
+                               "minilm": float(x[0] @ x[2])}})
+    return run_folder
+
+
+def _accuracy(a: list[int], b: list[int]) -> float:
+    return sum(x == y for x, y in zip(a, b)) / max(len(a), len(b))
+
+
+def table(records: list[dict]) -> str:
+    """Markdown: per combination, mean similarity to its own text against another text."""
+    lines = ["| generated from | token accuracy: own / other text | token F1: own / other | MiniLM cosine: own / other |",
+             "|---|---|---|---|"]
+    for combination in dict.fromkeys(r["combination"] for r in records):
+        rows = [r for r in records if r["combination"] == combination]
+        cells = [" / ".join(f"{statistics.mean(r[side][metric] for r in rows):.2f}" for side in ("matched", "mismatched"))
+                 for metric in ("accuracy", "f1", "minilm")]
+        lines.append(f"| {combination} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

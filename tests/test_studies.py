@@ -1,0 +1,115 @@
+"""The studies of proto-token space on the tiny model: each runs, resumes and reports."""
+
+import json
+
+import pytest
+import torch
+
+from prototokens import ProtoTokens, decode_ids, encode_ids, get_recipe, load
+from prototokens.cli import main
+from prototokens.records import read_records
+from prototokens.studies import arrangements, connectivity, geometry, locality, probe, sharing
+from prototokens.studies.capacity import Text
+
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=150, init="embedding-std", first_weight=1.0)
+SENTENCES = ["Alice was beginning to get very tired of sitting by her sister on the bank.",
+             "All the world's a stage, and all the men and women merely players.",
+             "Of Man's first disobedience, and the fruit of that forbidden tree.",
+             "It is a truth universally acknowledged, that a single man in possession of a good fortune."]
+
+
+def texts(lm, n=4):
+    return [Text(f"t{i}", lm.tokenize(s), {}) for i, s in enumerate(SENTENCES[:n])]
+
+
+def test_arrangements_run_every_layout_at_every_length_and_resume(tiny, tmp_path):
+    args = dict(source="test", lengths=arrangements.lengths_up_to(4), layouts=["em", "e-only"], recipe=RECIPE, progress=False)
+    assert args["lengths"] == [1, 2, 4]
+    runs = arrangements.run(tiny, texts(tiny, 2), tmp_path, **args)
+    assert {k: len(r.records) for k, r in runs.items()} == {"em": 6, "e-only": 6}  # no climbing: all of them
+    again = arrangements.run(tiny, texts(tiny, 2), tmp_path, **args)
+    assert {k: len(r.records) for k, r in again.items()} == {"em": 6, "e-only": 6}
+    e_only = [r for r in runs["e-only"].records if r["length"] == 4]
+    assert all(r["accuracy"] <= 0.5 for r in e_only)  # one token written everywhere
+    table = arrangements.table({k: r.records for k, r in runs.items()})
+    assert "| em | [e][m]x(N-1) | 1.00 ± 0.00 |" in table and "N=4" in table
+
+
+def test_sharing_groups_share_one_vector_and_aggregate_as_table_2(tiny, tmp_path):
+    folders = sharing.run(tiny, texts(tiny), tmp_path, source="test", length=4, sizes=[1, 2], shared=["m", "e"],
+                          seeds=2, recipe=RECIPE, progress=False)
+    assert sorted(folders) == [("e", 1), ("e", 2), ("m", 1), ("m", 2)]
+    for (vector, size), folder in folders.items():
+        records = folder.records
+        assert len(records) == 4 * 2  # every text with every seed
+        assert len({r["group"] for r in records}) == 4 // size
+        s = sharing.summary(records)
+        assert s["max"] >= s["avg"] and len(s["seeds_needed"]) == 4 // size
+    table = sharing.table({k: f.records for k, f in folders.items()})
+    assert "| m | max |" in table and "| e | avg |" in table and "S=2" in table
+
+
+def test_connectivity_curves_are_rebuilt_and_checked_independently_from_the_files(tiny, tmp_path):
+    ts = texts(tiny, 2)
+    targets = [t.target_ids[:4] for t in ts]
+    run = connectivity.run(tiny, targets, tmp_path, text_ids=[t.id for t in ts], source="test", recipe=RECIPE,
+                           steps=30, points=3, progress=False)
+    start, end, control = (load(tmp_path / f"{n}.proto.safetensors", tiny) for n in ("start", "end", "control"))
+    for i, r in enumerate(run.records):
+        assert r["t"] == [0.0, 0.5, 1.0] and r["length_ratio"] >= 1.0
+        assert r["line"][0] == r["curve"][0] == start.texts[i].accuracy
+        # the curve's midpoint, rebuilt from the three files and decoded in one pass
+        mid = [0.25 * a + 0.5 * c + 0.25 * b for a, c, b in zip(start.vectors(i), control.vectors(i), end.vectors(i))]
+        point = ProtoTokens(e=mid[0][None], m=mid[1][None], layout=start.layout, shared=None, model=start.model,
+                            recipe={}, texts=[start.texts[i]])
+        (written,) = decode_ids(tiny, point)
+        assert r["curve"][1] == sum(a == b for a, b in zip(written, targets[i])) / 4
+    assert "worst on curve" in connectivity.table(run.records)
+    assert connectivity.plot(run.records, run.settings, tmp_path / "c.png").stat().st_size > 0
+
+
+def test_probe_compares_generation_with_its_own_text_and_another(tiny, tmp_path):
+    proto = encode_ids(tiny, [t.target_ids[:6] for t in texts(tiny, 2)], recipe=RECIPE, progress=False)
+    run = probe.run(tiny, proto, tmp_path, combinations=["e", "e m"])
+    assert len(run.records) == 4
+    r = run.records[1]
+    assert r["combination"] == "e m" and r["target"] == tiny.detokenize(proto.texts[0].target_ids)
+    assert r["written"] == tiny.detokenize(tiny.greedy(torch.stack(proto.vectors(0)), 6))
+    assert all(0 <= r[side][k] <= 1.0001 for r in run.records for side in ("matched", "mismatched") for k in ("f1", "accuracy"))
+    assert len(probe.run(tiny, proto, tmp_path, combinations=["e", "e m"]).records) == 4
+    assert probe.token_f1([1, 2, 3], [3, 2, 9]) == pytest.approx(2 / 3)
+
+
+def test_locality_pairs_solutions_by_text_and_context(tiny, tmp_path):
+    source = tmp_path / "book.txt"
+    source.write_text(" ".join(SENTENCES * 6))
+    result = locality.run(tiny, tmp_path / "study", contexts=2, texts=2, seeds=2, length=3, source=str(source),
+                          recipe=RECIPE, progress=False)
+    assert result["encoded"] == 2 * (2 + 1)
+    solved = result["solved"]
+    assert solved >= 4
+    counts = {k: len(v["e"]) for k, v in result["distances"].items()}
+    assert sum(counts.values()) <= solved * (solved - 1) // 2
+    assert all(0 <= d <= 2 for v in result["distances"].values() for d in v["m"])
+    assert json.loads((tmp_path / "study" / "locality.json").read_text())["solved"] == solved
+    assert [p.name for p in locality.plot(result, tmp_path / "study")][0] == "locality_distances.png"
+    assert locality.run(tiny, tmp_path / "study", contexts=2, texts=2, seeds=2, length=3, source=str(source),
+                        recipe=RECIPE, progress=False)["distances"] == result["distances"]  # resumed, not redone
+
+
+def test_geometry_finds_the_token_a_vector_was_made_from(tiny):
+    table = geometry._embeddings(tiny)
+    near = geometry.nearest_tokens(tiny, table[[7, 11]] * 3.0, k=2, table=table)
+    assert near[0][0] == (tiny.tokenizer.convert_ids_to_tokens(7), pytest.approx(1.0))
+    assert near[1][0][0] == tiny.tokenizer.convert_ids_to_tokens(11)
+
+
+def test_study_cli_writes_its_table_and_refuses_bad_names(tiny_path, tmp_path, capsys):
+    source = tmp_path / "texts.jsonl"
+    source.write_text("".join(json.dumps(s) + "\n" for s in SENTENCES))
+    out = tmp_path / "arr"
+    common = ["--model", tiny_path, "--source", str(source), "--steps", "40", "--lr", "0.05", "--init", "embedding-std", "-q"]
+    assert main(["study", "arrangements", "-o", str(out), "--texts", "2", "--max-length", "2", "--layouts", "em,e-only", *common]) == 0
+    assert "| e-only | [e]xN |" in (out / "arrangements.md").read_text()
+    assert main(["study", "arrangements", "-o", str(out), "--layouts", "em,diagonal", *common]) == 2
+    assert "unknown layout diagonal" in capsys.readouterr().err
