@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every committed result under results/, in the order it was run. Each command resumes where
+# it stopped (rerun the script after an interruption), so it is safe to run again.
+# Usage: results/run.sh [capacity|studies]   (default: both). Run from the repository root.
+set -euo pipefail
+pt=.venv/bin/prototokens
+what=${1:-all}
+
+if [[ $what == all || $what == studies ]]; then
+  $pt study arrangements -o results/studies/arrangements --texts 4 --max-length 16 -q
+  $pt study sharing      -o results/studies/sharing --texts 8 --length 16 --sizes 1,4 --vectors m,e --seeds 3 -q
+  $pt study connectivity -o results/studies/connectivity --texts 3 --length 16 -q
+  $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 -q
+  $pt study probe results/studies/locality/context-0.proto.safetensors -o results/studies/probe
+  $pt study geometry results/studies/locality/context-*.proto.safetensors -o results/studies/geometry
+fi
+
+if [[ $what == all || $what == capacity ]]; then
+  common=(--texts 3 --seeds 2 --max-length 181 -q)
+  $pt capacity --source books "${common[@]}" -o results/capacity/books
+  $pt capacity --source books --mem 1 "${common[@]}" -o results/capacity/books-cramming
+  $pt capacity --source random "${common[@]}" -o results/capacity/random
+  $pt capacity --source generated "${common[@]}" -o results/capacity/generated
+  $pt capacity --source random --mem 1 "${common[@]}" -o results/capacity/random-cramming
+  $pt capacity --source books --shared-m "${common[@]}" -o results/capacity/books-shared
+  $pt report results/capacity
+fi
