@@ -1,7 +1,8 @@
 """Sharing (Table 2): one vector (m or e) shared by each group of S texts, over several seeds.
 
 Texts are cut into consecutive groups of S (a remainder too small for a group is left out);
-every group is fitted with every seed, one run folder per (shared vector, S). The table gives
+every group is fitted with every seed, one run folder per (shared vector, S); S = 1 shares
+nothing, so one run serves both vectors. The table gives
 "max" (each text's best seed, averaged over texts) and "avg" (over texts and seeds) accuracy,
 as the paper does, and how many seeds a group needed until all its texts passed.
 """
@@ -28,11 +29,11 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, length: int, si
     recipe = get_recipe(recipe)
     texts = [Text(t.id, t.target_ids[:length], t.meta) for t in texts]
     folders = {}
-    work = [(v, s) for v in shared for s in sizes if len(texts) // s]
+    work = [(v if s > 1 else None, s) for s in sizes if len(texts) // s for v in (shared if s > 1 else [None])]
     bar = tqdm(total=sum(len(texts) // s * s * seeds for _, s in work), disable=not progress, desc="sharing", unit="text-seed")
-    for vector, size in work:
+    for vector, size in work:  # S = 1 shares nothing: one run stands for both vectors
         groups = [texts[i: i + size] for i in range(0, len(texts) // size * size, size)]
-        run_folder = RunFolder(Path(folder) / f"shared-{vector}-s{size}", {
+        run_folder = RunFolder(Path(folder) / (f"shared-{vector}-s{size}" if vector else "s1"), {
             "study": "sharing", "shared": vector, "group_size": size, "model": lm.name, "fingerprint": lm.fingerprint,
             "source": source, "texts": [t.id for t in texts], "length": length, "seeds": seeds, "layout": layout,
             "recipe": recipe.to_dict(), "threshold": THRESHOLD})
@@ -40,7 +41,7 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, length: int, si
             for group in groups:
                 unit(lm, run_folder, group, length, seed, vector, recipe, layout, progress)
                 bar.update(len(group))
-        folders[vector, size] = run_folder
+        folders |= {(v, size): run_folder for v in ([vector] if vector else shared)}
     bar.close()
     return folders
 
@@ -50,7 +51,7 @@ def summary(records: list[dict]) -> dict:
     by_text, by_group = defaultdict(list), defaultdict(lambda: defaultdict(list))
     for r in records:
         by_text[r["text"]].append(r["accuracy"])
-        by_group[r["group"]][r["seed"]].append(r["accuracy"])
+        by_group[r["group"] or r["text"]][r["seed"]].append(r["accuracy"])  # no group: the text alone
     needed = [next((seed + 1 for seed in sorted(seeds) if min(seeds[seed]) >= THRESHOLD), None)
               for seeds in by_group.values()]
     return {"max": statistics.mean(max(a) for a in by_text.values()),
