@@ -11,6 +11,7 @@ each text's accuracy every 25 steps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -44,7 +45,8 @@ def main():
         FrozenLM.start_id = property(lambda self: token)
     layout = options.pop("layout", pt.layout.DEFAULT_LAYOUT)
     n, k, seed = (int(options.pop(key, default)) for key, default in (("n", 32), ("texts", 5), ("seed", 0)))
-    recipe = pt.get_recipe(options.pop("recipe", "fast")).with_overrides(**{key: value(key, v) for key, v in options.items()})
+    base = pt.get_recipe(options.pop("recipe", "fast"))
+    recipe = dataclasses.replace(base, name=f"{base.name}+{name}", **{key: value(key, v) for key, v in options.items()})
     targets = [p.target_ids for p in sample_passages(lm, "books", k, n, seed=0)] + [lm.tokenize(AUSTEN)]
     started = time.perf_counter()
     fit = pt.optimize(lm, targets, layout=layout, recipe=recipe, seed=seed, trajectory=True, progress=False)
