@@ -32,7 +32,8 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, length: int, si
     work = [(v if s > 1 else None, s) for s in sizes if len(texts) // s for v in (shared if s > 1 else [None])]
     bar = tqdm(total=sum(len(texts) // s * s * seeds for _, s in work), disable=not progress, desc="sharing", unit="text-seed")
     for vector, size in work:  # S = 1 shares nothing: one run stands for both vectors
-        groups = [texts[i: i + size] for i in range(0, len(texts) // size * size, size)]
+        # a shared vector ties a group into one unit; with nothing shared, all texts go in one batch
+        groups = [texts[i: i + size] for i in range(0, len(texts) // size * size, size)] if vector else [texts]
         run_folder = RunFolder(Path(folder) / (f"shared-{vector}-s{size}" if vector else "s1"), {
             "study": "sharing", "shared": vector, "group_size": size, "model": lm.name, "fingerprint": lm.fingerprint,
             "source": source, "texts": [t.id for t in texts], "length": length, "seeds": seeds, "layout": layout,
