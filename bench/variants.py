@@ -5,7 +5,8 @@ sentence of Pride and Prejudice, optimised together; per text, solved or not and
 
 KEY is a Recipe field (lr, betas=0.9,0.99, max_steps, init, schedule, first_weight, patience=none,
 ...), or layout, n (tokens, default 32), texts (default 5), seed, start_token (an id to start e
-at instead of the model's document-start token). Writes bench/results/variants/NAME.json with
+at instead of the model's document-start token), curriculum (lengths such as 16,32: fit each
+prefix in turn, each warm-started from the last, before the full N). Writes bench/results/variants/NAME.json with
 each text's accuracy every 25 steps.
 """
 
@@ -45,13 +46,18 @@ def main():
         FrozenLM.start_id = property(lambda self: token)
     layout = options.pop("layout", pt.layout.DEFAULT_LAYOUT)
     n, k, seed = (int(options.pop(key, default)) for key, default in (("n", 32), ("texts", 5), ("seed", 0)))
+    stages = [int(x) for x in options.pop("curriculum", "").split(",") if x] + [n]
     base = pt.get_recipe(options.pop("recipe", "fast"))
     recipe = dataclasses.replace(base, name=f"{base.name}+{name}", **{key: value(key, v) for key, v in options.items()})
     targets = [p.target_ids for p in sample_passages(lm, "books", k, n, seed=0)] + [lm.tokenize(AUSTEN)]
-    started = time.perf_counter()
-    fit = pt.optimize(lm, targets, layout=layout, recipe=recipe, seed=seed, trajectory=True, progress=False)
+    started, fit, spent = time.perf_counter(), None, [0] * len(targets)
+    for length in stages:  # each stage starts from the last one's vectors
+        fit = pt.optimize(lm, [t[:length] for t in targets], layout=layout, recipe=recipe, seed=seed, trajectory=True,
+                          start=fit.vectors if fit else None, progress=False)
+        spent = [a + b for a, b in zip(spent, fit.total_steps)]
     out = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "layout": layout, "start_id": lm.start_id,
            "seconds": time.perf_counter() - started, "status": fit.status, "steps": fit.steps, "accuracy": fit.accuracy,
+           "curriculum": stages, "steps_all_stages": spent,
            "accuracy_every_25_steps": [[a for (_, s, _, a) in tr if s % 25 == 0] for tr in fit.trajectory]}
     folder = Path("bench/results/variants")
     folder.mkdir(parents=True, exist_ok=True)

@@ -131,3 +131,18 @@ def test_the_reported_loss_is_the_plain_cross_entropy_whatever_the_first_target_
         logits = tiny.logits(z)[0, layout.offset:].float()
     ce = torch.nn.functional.cross_entropy(logits, torch.tensor(target))
     assert fit.loss[0] == pytest.approx(float(ce), rel=1e-4)
+
+
+def test_a_warm_start_from_a_prefix_solution_keeps_the_prefix_exact(tiny):
+    target = ids(tiny, TEXTS[0])
+    prefix = optimize(tiny, [target[:3]], recipe=RECIPE, progress=False)
+    assert prefix.status == ["solved"]
+    again = optimize(tiny, [target[:3]], recipe=RECIPE, start=prefix.vectors, progress=False)
+    assert again.steps == [0] and again.status == ["solved"]  # started where the prefix ended
+    longer = optimize(tiny, [target], recipe=RECIPE.with_overrides(max_steps=1), start=prefix.vectors, progress=False)
+    layout = LAYOUTS["em-plus-one"]
+    with torch.no_grad():
+        z = layout.build(prefix.e, prefix.m, [len(target)])
+        head = tiny.logits(z)[0, 1:4].argmax(-1).tolist()
+    assert head == target[:3]  # causal: the prefix's outputs are unchanged inside the longer layout
+    assert longer.total_steps == [1]

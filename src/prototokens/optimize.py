@@ -54,11 +54,13 @@ class Fit:
 
 def optimize(lm: FrozenLM, targets: list[list[int]], *, layout=DEFAULT_LAYOUT, recipe: "str | Recipe" = DEFAULT_RECIPE,
              seed: int = 0, restarts: int = 1, shared: str | None = None, trajectory: bool = False,
-             progress: bool = True) -> Fit:
+             start: dict[str, torch.Tensor] | None = None, progress: bool = True) -> Fit:
     """Fit the layout's vectors so that its forward pass predicts every list of target ids.
 
     ``layout`` is a layout name, a :class:`~prototokens.layout.Layout`, or a
     :class:`~prototokens.cramming.Cramming`; ``shared`` names a vector shared by all texts.
+    ``start`` (vector name -> rows, e.g. a shorter prefix's ``Fit.vectors``) replaces the first
+    seed's initialisation; further restarts start from the recipe's init.
     """
     layout, recipe = get_layout(layout) if isinstance(layout, str) else layout, get_recipe(recipe)
     _check(lm, targets, layout, shared, restarts)
@@ -68,7 +70,8 @@ def optimize(lm: FrozenLM, targets: list[list[int]], *, layout=DEFAULT_LAYOUT, r
     for round_ in range(restarts):
         if not todo:
             break
-        _run(lm, targets, todo, layout, recipe, seed + round_, shared, best, progress)
+        begin = {n: v[todo if v.shape[0] > 1 else [0]] for n, v in start.items()} if start and not round_ else None
+        _run(lm, targets, todo, layout, recipe, seed + round_, shared, best, progress, begin)
         todo = [] if shared and best.all_solved() else [i for i in todo if best.status[i] == "unsolved"]
     return best.fit(time.perf_counter() - started)
 
@@ -135,9 +138,12 @@ def _init(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> 
     return {name: v.expand(rows[name], *v.shape).clone().to(lm.device).requires_grad_() for name, v in start.items()}
 
 
-def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress):
-    """One seed on ``rows``: AdamW on their vectors until each group stops."""
-    params = _init(lm, recipe, seed, layout.vectors, {n: 1 if n == shared else len(rows) for n in layout.vectors})
+def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=None):
+    """One seed on ``rows``: AdamW on their vectors (from ``begin`` if given) until each group stops."""
+    if begin is None:
+        params = _init(lm, recipe, seed, layout.vectors, {n: 1 if n == shared else len(rows) for n in layout.vectors})
+    else:
+        params = {n: v.detach().float().clone().to(lm.device).requires_grad_() for n, v in begin.items()}
     adam = _AdamW(list(params.values()), recipe)
     active = list(range(len(rows)))  # positions in ``rows``
     groups = [active] if shared else [[a] for a in active]
