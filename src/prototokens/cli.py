@@ -143,7 +143,7 @@ def _study_parsers(sub, model_options, recipe_options):
     q = study("connectivity", _study_connectivity, "line and trained Bezier curve between two solutions (Fig. 7)")
     q.add_argument("--texts", type=_positive_int, default=3)
     q.add_argument("--length", type=_positive_int, default=16)
-    q.add_argument("--control-steps", type=_positive_int, default=300)
+    q.add_argument("--control-steps", type=_positive_int, default=1000, help="steps training the Bezier control points (default 1000)")
     q.add_argument("--points", type=_positive_int, default=21, help="points evaluated along each path")
     q = study("probe", _study_probe, "ordinary generation from proto-tokens, compared with their text", sampled=False)
     q.add_argument("file", type=Path, help="a proto-token file (from prototokens encode)")

@@ -55,7 +55,7 @@ def accuracy_at(lm: FrozenLM, layout, points: torch.Tensor, targets: list[list[i
 
 
 def run(lm: FrozenLM, targets: list[list[int]], folder, *, text_ids: list[str], source: str,
-        recipe: "str | Recipe" = DEFAULT_RECIPE, layout: str = DEFAULT_LAYOUT, steps: int = 300, lr: float = 1e-2,
+        recipe: "str | Recipe" = DEFAULT_RECIPE, layout: str = DEFAULT_LAYOUT, steps: int = 1000, lr: float = 1e-2,
         points: int = 21, progress: bool = True) -> RunFolder:
     """Endpoints, trained control points and accuracy along line and curve, into ``folder`` (resumed)."""
     folder, recipe, lay = Path(folder), get_recipe(recipe), get_layout(layout)
