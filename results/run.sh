@@ -10,7 +10,7 @@ if [[ $what == all || $what == studies ]]; then
   $pt study arrangements -o results/studies/arrangements --texts 4 --max-length 16 -q
   $pt study connectivity -o results/studies/connectivity --texts 3 --length 16 -q
   $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 -q
-  $pt study probe results/studies/locality/context-0.proto.safetensors -o results/studies/probe
+  $pt study probe results/studies/connectivity/start.proto.safetensors -o results/studies/probe
   $pt study geometry results/studies/locality/context-*.proto.safetensors -o results/studies/geometry
   $pt study sharing      -o results/studies/sharing --texts 8 --length 16 --sizes 1,4 --vectors m,e --seeds 2 --steps 500 -q
 fi

@@ -14,6 +14,7 @@ from collections import Counter
 
 import torch
 
+from ..errors import PrototokensError
 from ..model import FrozenLM
 from ..proto import ProtoTokens
 from ..records import RunFolder, key_of
@@ -39,6 +40,8 @@ def run(lm: FrozenLM, proto: ProtoTokens, folder, *, combinations: list[str] = l
         source: str = "") -> RunFolder:
     """Generate from every combination for every text into ``folder`` (resumed)."""
     proto.check_model(lm)
+    if len(proto) < 2:
+        raise PrototokensError("probing compares each generation with another text too: give a file of two or more texts")
     targets = [t.target_ids for t in proto.texts]
     run_folder = RunFolder(folder, {"study": "probe", "model": lm.name, "fingerprint": lm.fingerprint,
                                     "source": source, "texts": [t.text_sha256 for t in proto.texts],
