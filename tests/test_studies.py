@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from prototokens import ProtoTokens, decode_ids, encode_ids, get_recipe, load
+from prototokens import PrototokensError, ProtoTokens, decode_ids, encode_ids, get_recipe, load
 from prototokens.cli import main
 from prototokens.records import read_records
 from prototokens.studies import arrangements, connectivity, geometry, locality, probe, sharing
@@ -79,6 +79,9 @@ def test_probe_compares_generation_with_its_own_text_and_another(tiny, tmp_path)
     assert all(0 <= r[side][k] <= 1.0001 for r in run.records for side in ("matched", "mismatched") for k in ("f1", "accuracy"))
     assert len(probe.run(tiny, proto, tmp_path, combinations=["e", "e m"]).records) == 4
     assert probe.token_f1([1, 2, 3], [3, 2, 9]) == pytest.approx(2 / 3)
+    one = encode_ids(tiny, [texts(tiny, 1)[0].target_ids[:3]], recipe=RECIPE, progress=False)
+    with pytest.raises(PrototokensError, match="two or more texts"):
+        probe.run(tiny, one, tmp_path / "one")
 
 
 def test_locality_pairs_solutions_by_text_and_context(tiny, tmp_path):
