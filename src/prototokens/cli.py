@@ -400,11 +400,21 @@ def _study_geometry(args):
     lm = _load(args, args.model if args.model != DEFAULT_MODEL else first.model["name"])
     protos = [load(f, lm) for f in args.files]
     args.out.mkdir(parents=True, exist_ok=True)
-    path = geometry.plot_pca({f.name: torch.cat([p.e, p.m]) for f, p in zip(args.files, protos)},
-                             {f.name: [0] * len(p.e) + [1] * len(p.m) for f, p in zip(args.files, protos)},
-                             args.out / "geometry_pca.png", f"PCA of solutions (o: e, ^: m) — {lm.name}")
+    # colour: the context a file's texts continue (locality files say it), else the file; marker: the text
+    groups: dict = {}
+    for f, p in zip(args.files, protos):
+        key = f"context {p.extra['context']}" if "context" in p.extra else f.name
+        groups.setdefault(key, []).append((p, p.extra.get("text")))
+    plots = []
+    for name in ("e", "m"):
+        points = {k: torch.cat([getattr(p, name) for p, _ in v]) for k, v in groups.items()}
+        markers = {k: [t if t is not None else i for i, (p, t) in enumerate(v) for _ in range(len(getattr(p, name)))]
+                   for k, v in groups.items()}
+        plots.append(geometry.plot_pca(points, markers, args.out / f"geometry_pca_{name}.png",
+                                       f"PCA of {name} — {lm.name} (colour: context or file; marker: text)"))
     _write_study(args.out, "geometry", f"# Geometry of proto-tokens\n\n{lm.name}, {sum(map(len, protos))} texts in "
-                 f"{len(protos)} file(s).\n\n" + geometry.markdown(geometry.summary(lm, protos)) + f"\n![pca]({path.name})\n")
+                 f"{len(protos)} file(s).\n\n" + geometry.markdown(geometry.summary(lm, protos))
+                 + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots))
 
 
 def _report(args):
