@@ -101,7 +101,7 @@ def test_locality_pairs_solutions_by_text_and_context(tiny, tmp_path):
 
 
 def test_geometry_finds_the_token_a_vector_was_made_from(tiny):
-    table = geometry._embeddings(tiny)
+    table = tiny.token_embeddings()
     near = geometry.nearest_tokens(tiny, table[[7, 11]] * 3.0, k=2, table=table)
     assert near[0][0] == (tiny.tokenizer.convert_ids_to_tokens(7), pytest.approx(1.0))
     assert near[1][0][0] == tiny.tokenizer.convert_ids_to_tokens(11)

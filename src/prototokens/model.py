@@ -117,9 +117,13 @@ class FrozenLM:
     @cached_property
     def embedding_std(self) -> float:
         """Std of the token embeddings in the space proto-tokens live in."""
-        with torch.no_grad():
-            ids = torch.arange(self.model.get_input_embeddings().weight.shape[0])
-            return float(torch.cat([self.embed(c).float().flatten() for c in ids.split(4096)]).std())
+        return float(self.token_embeddings().flatten().std())
+
+    @torch.no_grad()
+    def token_embeddings(self) -> torch.Tensor:
+        """(vocabulary, d) float32 on the CPU: every token's input embedding, scaling included."""
+        ids = torch.arange(self.model.get_input_embeddings().weight.shape[0])
+        return torch.cat([self.embed(c).float().cpu() for c in ids.split(4096)])
 
     @cached_property
     def fingerprint(self) -> str:

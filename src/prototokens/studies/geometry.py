@@ -15,25 +15,25 @@ from ..model import FrozenLM
 from ..proto import ProtoTokens
 
 
-def _embeddings(lm: FrozenLM) -> torch.Tensor:
-    """All token embeddings in the space proto-tokens live in (scaling included), float32."""
-    with torch.no_grad():
-        ids = torch.arange(lm.model.get_input_embeddings().weight.shape[0])
-        return torch.cat([lm.embed(c).float().cpu() for c in ids.split(4096)])
+def _cosine(vectors: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    normalize = torch.nn.functional.normalize
+    return normalize(vectors.float(), dim=-1) @ normalize(table, dim=-1).T
 
 
-def nearest_tokens(lm: FrozenLM, vectors: torch.Tensor, k: int = 3, table: torch.Tensor | None = None) -> list[list[tuple[str, float]]]:
-    """The ``k`` tokens whose embeddings have the highest cosine with each row of ``vectors``."""
-    table = _embeddings(lm) if table is None else table
-    cos = torch.nn.functional.normalize(vectors.float(), dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
+def _top_tokens(lm: FrozenLM, cos: torch.Tensor, k: int) -> list[list[tuple[str, float]]]:
     top = cos.topk(k, dim=-1)
     return [[(lm.tokenizer.convert_ids_to_tokens(int(i)), float(c)) for c, i in zip(cs, ids)]
             for cs, ids in zip(top.values, top.indices)]
 
 
+def nearest_tokens(lm: FrozenLM, vectors: torch.Tensor, k: int = 3, table: torch.Tensor | None = None) -> list[list[tuple[str, float]]]:
+    """The ``k`` tokens whose embeddings have the highest cosine with each row of ``vectors``."""
+    return _top_tokens(lm, _cosine(vectors, lm.token_embeddings() if table is None else table), k)
+
+
 def summary(lm: FrozenLM, protos: list[ProtoTokens], k: int = 3) -> dict:
     """Norms (mean, std) of e, m and the token embeddings, and each text's nearest tokens."""
-    table = _embeddings(lm)
+    table = lm.token_embeddings()
     norms = table.norm(dim=-1)
     out = {"token_norm": {"mean": float(norms.mean()), "std": float(norms.std()),
                           "p5": float(norms.quantile(0.05)), "p95": float(norms.quantile(0.95))}}
@@ -41,8 +41,8 @@ def summary(lm: FrozenLM, protos: list[ProtoTokens], k: int = 3) -> dict:
         rows = torch.cat([getattr(p, name) for p in protos]).float()
         out[f"{name}_norm"] = {"mean": float(rows.norm(dim=-1).mean()),
                                "std": float(rows.norm(dim=-1).std()) if len(rows) > 1 else 0.0}
-        out[f"{name}_nearest"] = nearest_tokens(lm, rows, k, table)
-        cos = torch.nn.functional.normalize(rows, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
+        cos = _cosine(rows, table)
+        out[f"{name}_nearest"] = _top_tokens(lm, cos, k)
         out[f"{name}_best_cosine"] = statistics.mean(cos.max(-1).values.tolist())
     return out
 
