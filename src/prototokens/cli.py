@@ -119,7 +119,7 @@ def _study_parsers(sub, model_options, recipe_options):
         if sampled:
             q.add_argument("--source", default="books", help="books[:NAMES], generated[:NAMES], random, FILE.txt, FILE.jsonl")
             q.add_argument("--data-seed", type=int, default=0, help="seed of the passage sample")
-        model_options(q)
+        model_options(q, default=DEFAULT_MODEL if sampled else None)  # from files: the model they name
         recipe_options(q)
         q.set_defaults(run=run)
         return q
@@ -218,15 +218,16 @@ def _encode(args):
     return 0 if all(t.status == "solved" for t in proto.texts) else 1
 
 
-def _load_files(args):
+def _load_files(args, paths: list[Path]):
+    """The proto-token files, and the model they name (or --model), checked against each."""
     from .proto import load
 
-    protos = [load(f) for f in args.files]
+    protos = [load(f) for f in paths]
     names = {p.model["name"] for p in protos}
     if args.model is None and len(names) > 1:
         raise PrototokensError(f"the files were made for different models ({', '.join(sorted(names))}); decode them separately")
     lm = _load(args, args.model or names.pop())
-    for f, p in zip(args.files, protos):
+    for f, p in zip(paths, protos):
         p.check_model(lm, str(f))
     return lm, protos
 
@@ -234,7 +235,7 @@ def _load_files(args):
 def _decode(args):
     from .decode import decode
 
-    lm, protos = _load_files(args)
+    lm, protos = _load_files(args, args.files)
     texts = iter(decode(lm, protos))
     for f, p in zip(args.files, protos):
         for i in range(len(p)):
@@ -246,7 +247,7 @@ def _verify(args):
     from .decode import decode_ids
     from .metrics import c_tokens
 
-    lm, protos = _load_files(args)
+    lm, protos = _load_files(args, args.files)
     predicted = iter(decode_ids(lm, protos))
     exact = True
     for f, p in zip(args.files, protos):
@@ -378,12 +379,9 @@ def _study_connectivity(args):
 
 
 def _study_probe(args):
-    from .proto import load
     from .studies import probe
 
-    proto = load(args.file)
-    lm = _load(args, args.model if args.model != DEFAULT_MODEL else proto.model["name"])
-    proto.check_model(lm, str(args.file))
+    lm, (proto,) = _load_files(args, [args.file])
     run = probe.run(lm, proto, args.out, source=str(args.file))
     _write_study(args.out, "probe", f"# Probing: ordinary generation from proto-tokens\n\n{lm.name}, {len(proto)} texts "
                  f"of {args.file}; each generation is compared with its own text and with another text.\n\n"
@@ -393,12 +391,9 @@ def _study_probe(args):
 def _study_geometry(args):
     import torch
 
-    from .proto import load
     from .studies import geometry
 
-    first = load(args.files[0])
-    lm = _load(args, args.model if args.model != DEFAULT_MODEL else first.model["name"])
-    protos = [load(f, lm) for f in args.files]
+    lm, protos = _load_files(args, args.files)
     args.out.mkdir(parents=True, exist_ok=True)
     # colour: the context a file's texts continue (locality files say it), else the file; marker: the text
     groups: dict = {}
