@@ -16,7 +16,7 @@ if [[ $what == all || $what == studies ]]; then
 fi
 
 if [[ $what == all || $what == capacity ]]; then
-  common=(--texts 3 --seeds 2 --max-length 181 -q)
+  common=(--texts 3 --seeds 3 --max-length 128 -q)
   $pt capacity --source books "${common[@]}" -o results/capacity/books
   $pt capacity --source books --mem 1 "${common[@]}" -o results/capacity/books-cramming
   $pt capacity --source random "${common[@]}" -o results/capacity/random

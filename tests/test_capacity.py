@@ -135,9 +135,14 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
     crammed.mkdir()
     (crammed / "run.json").write_text(json.dumps(settings | {"study": "cramming", "mem": 1}))
     (crammed / "records.jsonl").write_text("".join(json.dumps(
-        {"key": f"{t}{n}", "text": t, "length": n, "seed": 0, "accuracy": a, "h_lm_nats": h}) + "\n"
-        for t, n, a, h in [("a", 16, 1.0, 40.0), ("a", 22, 0.5, 55.0), ("c", 4, 1.0, 9.0)]))
+        {"key": f"{t}{n}", "text": t, "length": n, "seed": 0, "accuracy": a, "greedy_accuracy": a, "h_lm_nats": h,
+         "teacher_forced_accuracy": f, "token_gain": g, "information_gain_nats": i}) + "\n"
+        for t, n, a, h, f, g, i in [("a", 16, 1.0, 40.0, 1.0, 8, 30.0), ("a", 22, 0.5, 55.0, 1.0, 5, 40.0),
+                                    ("c", 4, 1.0, 9.0, 1.0, 2, 6.0)]))
     assert report.information_pairs(report.load_runs(tmp_path)) == {"books": [("a", 40.0, 20.0)]}
     written = report.write(tmp_path)
     assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "information_one_step_vs_cramming.png"]
-    assert "information_one_step_vs_cramming.png" in written[0].read_text()
+    md = written[0].read_text()
+    assert "information_one_step_vs_cramming.png" in md
+    # teacher forcing passed "a" at 22 tokens where greedy generation did not
+    assert "| books | 3 | 1.000 | 0.833 | 1 | 13 ± 13 | 10 ± 8 | 5 ± 4 | 18 ± 17 |" in md

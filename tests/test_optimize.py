@@ -57,6 +57,7 @@ def test_a_solved_text_stops_while_the_others_go_on(tiny):
     fit = optimize(tiny, [short, long], recipe=RECIPE.with_overrides(max_steps=120), progress=False, trajectory=True)
     assert fit.status[0] == "solved" and fit.steps[0] < 120
     assert fit.total_steps[0] == fit.steps[0]  # no updates after it was solved
+    assert 0 < fit.elapsed[0] < fit.seconds  # its time to solution, measured inside the batch
     assert len(fit.trajectory[0]) == fit.steps[0] + 1
     assert len(fit.trajectory[1]) == 121
     assert fit.status[1] == "unsolved"  # too long for the tiny model in 120 steps

@@ -38,6 +38,7 @@ class Fit:
     margin: list[float]  # smallest lead of the target logit over the runner-up
     steps: list[int]  # updates from the start of the kept seed to the kept state
     total_steps: list[int]  # updates spent on the text over all seeds
+    elapsed: list[float]  # wall seconds from the start of optimize to the kept state
     seed: list[int]
     status: list[str]  # "solved", "unsolved" or "failed" (non-finite loss)
     seconds: float
@@ -64,7 +65,6 @@ def optimize(lm: FrozenLM, targets: list[list[int]], *, layout=DEFAULT_LAYOUT, r
     """
     layout, recipe = get_layout(layout) if isinstance(layout, str) else layout, get_recipe(recipe)
     _check(lm, targets, layout, shared, restarts)
-    started = time.perf_counter()
     best = _Best(lm, len(targets), layout.vectors, shared, trajectory)
     todo = list(range(len(targets)))
     for round_ in range(restarts):
@@ -73,7 +73,7 @@ def optimize(lm: FrozenLM, targets: list[list[int]], *, layout=DEFAULT_LAYOUT, r
         begin = {n: v[todo if v.shape[0] > 1 else [0]] for n, v in start.items()} if start and not round_ else None
         _run(lm, targets, todo, layout, recipe, seed + round_, shared, best, progress, begin)
         todo = [] if shared and best.all_solved() else [i for i in todo if best.status[i] == "unsolved"]
-    return best.fit(time.perf_counter() - started)
+    return best.fit()
 
 
 def _check(lm, targets, layout, shared, restarts):
@@ -101,6 +101,7 @@ class _Best:
                         for name, shape in shapes.items()}
         self.accuracy, self.loss, self.margin = [-1.0] * n, [math.inf] * n, [-math.inf] * n
         self.steps, self.total_steps, self.seed = [0] * n, [0] * n, [0] * n
+        self.started, self.elapsed = time.perf_counter(), [0.0] * n
         self.status = ["unsolved"] * n
         self.trajectory = [[] for _ in range(n)] if trajectory else []
 
@@ -115,6 +116,7 @@ class _Best:
         for k, r in enumerate(rows):
             self.accuracy[r], self.loss[r], self.margin[r] = acc[k], loss[k], margin[k]
             self.steps[r], self.seed[r] = steps, seed
+            self.elapsed[r] = time.perf_counter() - self.started
             self.status[r] = "solved" if solved else "unsolved"
         for name, new in vectors.items():
             if self.shared == name:
@@ -122,9 +124,9 @@ class _Best:
             else:
                 self.vectors[name][rows] = new.detach().cpu()
 
-    def fit(self, seconds):
-        return Fit(self.vectors, self.accuracy, self.loss, self.margin, self.steps,
-                   self.total_steps, self.seed, self.status, seconds, self.trajectory)
+    def fit(self):
+        return Fit(self.vectors, self.accuracy, self.loss, self.margin, self.steps, self.total_steps,
+                   self.elapsed, self.seed, self.status, time.perf_counter() - self.started, self.trajectory)
 
 
 def _init(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> dict[str, torch.Tensor]:

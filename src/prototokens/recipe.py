@@ -60,7 +60,7 @@ class Recipe:
 
 RECIPES = {
     "paper": Recipe("paper", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000, init="normal"),
-    "fast": Recipe("fast", lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
+    "fast": Recipe("fast", lr=3e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
                    init="start", schedule="cosine", first_weight=4.0, patience=200),
 }
 DEFAULT_RECIPE = "fast"
