@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from prototokens import PrototokensError, get_recipe
 from prototokens.records import read_records
@@ -65,16 +66,18 @@ def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
     from prototokens.cramming import Cramming, cram, evaluate
 
     target = tiny.tokenize("Alice was beginning")
-    fit = cram(tiny, [target], mem=2, recipe=RECIPE.with_overrides(max_steps=300), progress=False)
+    fit = cram(tiny, [target], mem=2, recipe=RECIPE.with_overrides(max_steps=600), progress=False)
     assert fit.vectors["mem"].shape == (1, 2, tiny.d_model)
     assert fit.status == ["solved"]
     (row,) = evaluate(tiny, fit, [target])
-    # greedy generation from [mem] alone, checked independently of evaluate()
+    # greedy generation from [start token][mem] alone, checked independently of evaluate()
+    with torch.no_grad():
+        prompt = torch.cat([tiny.embed(torch.tensor([tiny.start_id])), fit.vectors["mem"][0]])
     assert row["greedy_accuracy"] == sum(
-        a == b for a, b in zip(tiny.greedy(fit.vectors["mem"][0], len(target)), target)) / len(target)
+        a == b for a, b in zip(tiny.greedy(prompt, len(target)), target)) / len(target)
     assert row["teacher_forced_accuracy"] == 1.0
     assert row["information_gain_nats"] > 0
-    assert Cramming(2).n_inputs(len(target)) == 2 + len(target) - 1
+    assert Cramming(2).n_inputs(len(target)) == 1 + 2 + len(target) - 1
 
 
 def test_cramming_sweep_counts_greedy_accuracy_and_records_both(tiny, tmp_path):

@@ -1,9 +1,11 @@
 """The autoregressive baseline of Kuratov et al. (arXiv 2502.13063): "cramming" a text into
 K trainable [mem] vectors prepended to its own token embeddings.
 
-Training is teacher-forced: inputs [mem_1..mem_K, t_0 .. t_{N-2}], output K-1+i predicts t_i.
-Reconstruction is free-running greedy generation from the [mem] vectors alone, where one early
-error can derail the rest; both accuracies are reported. The optimiser is the same as for
+Training is teacher-forced: inputs [start, mem_1..mem_K, t_0 .. t_{N-2}], output K+i predicts
+t_i. ``start`` is the frozen embedding of the model's document-start token (what a tokenizer's
+BOS puts there): SmolLM2 can hardly steer output 0 at all (bench/position0.py), so without it
+the first token is lost at every length. Reconstruction is free-running greedy generation from
+[start, mem] alone, where one early error can derail the rest; both accuracies are reported. The optimiser is the same as for
 proto-tokens (same recipe, per-text early stop, best state); init randn * std(embeddings).
 """
 
@@ -35,19 +37,25 @@ class Cramming:
 
     @property
     def offset(self) -> int:
-        return self.mem - 1
+        return self.mem
 
     def n_inputs(self, n: int) -> int:
-        return self.mem + max(n - 1, 0)
+        return 1 + self.mem + max(n - 1, 0)
 
     def inputs(self, vectors: dict, targets: list[list[int]], lm: FrozenLM) -> torch.Tensor:
-        """[mem] then the embeddings of t_0 .. t_{N-2}, right-padded (causal: padding is never seen)."""
+        """[start][mem] then the embeddings of t_0 .. t_{N-2}, right-padded (causal: padding is never seen)."""
         width = max(len(t) for t in targets) - 1
-        ids = torch.zeros(len(targets), width, dtype=torch.long)
+        ids = torch.full((len(targets), width + 1), lm.start_id, dtype=torch.long)
         for k, t in enumerate(targets):
-            ids[k, : len(t) - 1] = torch.tensor(t[:-1])
+            ids[k, 1: len(t)] = torch.tensor(t[:-1])
         mem = vectors["mem"]
-        return torch.cat([mem, lm.embed(ids).to(mem.dtype)], dim=1)
+        embedded = lm.embed(ids).to(mem.dtype)
+        return torch.cat([embedded[:, :1], mem, embedded[:, 1:]], dim=1)
+
+    def prompt(self, lm: FrozenLM, mem: torch.Tensor) -> torch.Tensor:
+        """(1 + K, d): what greedy reconstruction starts from, [start][mem]."""
+        start = lm.embed(torch.tensor([lm.start_id], device=lm.device)).to(mem.device, mem.dtype)
+        return torch.cat([start, mem])
 
 
 def cram(lm: FrozenLM, targets: list[list[int]], *, mem: int = 1, recipe: "str | Recipe" = "fast",
@@ -68,10 +76,10 @@ def text_ce_without_mem(lm: FrozenLM, ids: list[int]) -> tuple[float, float]:
 
 def evaluate(lm: FrozenLM, fit: Fit, targets: list[list[int]]) -> list[dict]:
     """Per text: teacher-forced and free-running accuracy, token gain and information gain."""
-    rows = []
+    rows, layout = [], Cramming(fit.vectors["mem"].shape[1])
     for i, target in enumerate(targets):
         n = len(target)
-        free = c_tokens(lm.greedy(fit.vectors["mem"][i], n), target) / n
+        free = c_tokens(lm.greedy(layout.prompt(lm, fit.vectors["mem"][i]), n), target) / n
         ce_without, acc_without = text_ce_without_mem(lm, target)
         rows.append({
             "teacher_forced_accuracy": fit.accuracy[i], "greedy_accuracy": free,

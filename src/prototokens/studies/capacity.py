@@ -42,7 +42,7 @@ class Text:
 def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seeds: int, shared: bool,
              recipe: Recipe, layout: str, mem: int | None) -> dict:
     method = {"study": "capacity", "layout": layout, "shared_m": shared} if mem is None else {
-        "study": "cramming", "mem": mem}
+        "study": "cramming", "mem": mem, "inputs": "[start][mem]xK, then the text"}
     return method | {"model": lm.name, "fingerprint": lm.fingerprint, "source": source,
                      "texts": [t.id for t in texts], "grid": grid, "seeds": seeds,
                      "recipe": recipe.to_dict(), "threshold": THRESHOLD}
