@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def recipe_options(q):
         q.add_argument("--layout", default=DEFAULT_LAYOUT, choices=list(LAYOUTS))
-        q.add_argument("--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES))
+        q.add_argument("--recipe", choices=list(RECIPES), help=f"default {DEFAULT_RECIPE} (cramming with --mem)")
         q.add_argument("--steps", type=_positive_int, help="most optimisation steps per seed")
         q.add_argument("--lr", type=float, help="learning rate")
         q.add_argument("--init", choices=INITS, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start token")
@@ -173,7 +173,8 @@ def _load(args, model: str):
 def _encode_options(args) -> dict:
     from .recipe import get_recipe
 
-    recipe = get_recipe(args.recipe).with_overrides(max_steps=args.steps, lr=args.lr, init=args.init)
+    default = "cramming" if getattr(args, "mem", None) else DEFAULT_RECIPE
+    recipe = get_recipe(args.recipe or default).with_overrides(max_steps=args.steps, lr=args.lr, init=args.init)
     return dict(layout=args.layout, recipe=recipe, seed=args.seed, restarts=args.restarts,
                 shared="m" if args.shared_m else None, progress=not args.quiet)
 

@@ -58,7 +58,7 @@ class Cramming:
         return torch.cat([start, mem])
 
 
-def cram(lm: FrozenLM, targets: list[list[int]], *, mem: int = 1, recipe: "str | Recipe" = "fast",
+def cram(lm: FrozenLM, targets: list[list[int]], *, mem: int = 1, recipe: "str | Recipe" = "cramming",
          seed: int = 0, progress: bool = True) -> Fit:
     """Train [mem] vectors for each text (teacher forcing); init randn * std(embeddings)."""
     recipe = get_recipe(recipe).with_overrides(init="embedding-std")

@@ -60,6 +60,9 @@ class Recipe:
 
 RECIPES = {
     "paper": Recipe("paper", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000, init="normal"),
+    # Kuratov et al.'s settings for the cramming baseline (the optimiser of the paper, randn * std init)
+    "cramming": Recipe("cramming", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000,
+                       init="embedding-std", patience=2000),
     "fast": Recipe("fast", lr=3e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
                    init="start", schedule="cosine", first_weight=4.0, patience=200),
 }

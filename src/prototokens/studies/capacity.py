@@ -49,15 +49,17 @@ def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seed
 
 
 def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
-        shared: bool = False, recipe: "str | Recipe" = DEFAULT_RECIPE, layout: str = DEFAULT_LAYOUT, mem: int | None = None,
+        shared: bool = False, recipe: "str | Recipe | None" = None, layout: str = DEFAULT_LAYOUT, mem: int | None = None,
         batch_size: int = 8, climb: bool = True, progress: bool = True) -> RunFolder:
     """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds).
 
-    ``mem=K`` runs the cramming baseline with K [mem] vectors instead of proto-tokens.
+    ``mem=K`` runs the cramming baseline with K [mem] vectors instead of proto-tokens. ``recipe``
+    defaults to ``fast`` for proto-tokens and to Kuratov et al.'s ``cramming`` for the baseline.
     ``climb=False`` runs every text at every length, passed or not (the arrangements study).
     """
     if mem is not None:
-        recipe, shared, layout = get_recipe(recipe).with_overrides(init="embedding-std"), False, Cramming(mem)
+        recipe, shared, layout = get_recipe(recipe or "cramming").with_overrides(init="embedding-std"), False, Cramming(mem)
+    recipe = recipe or DEFAULT_RECIPE
     recipe = get_recipe(recipe)
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
     run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe,
