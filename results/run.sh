@@ -7,6 +7,8 @@ pt=.venv/bin/prototokens
 what=${1:-all}
 
 if [[ $what == all || $what == studies ]]; then
+  # run with the settings of commit 32e9f20, when `fast` had lr 1e-2: a study folder refuses other settings, so to
+  # resume or rerun these exact records check that commit out (or add --lr 1e-2 in a new folder)
   $pt study arrangements -o results/studies/arrangements --texts 4 --max-length 16 -q
   $pt study connectivity -o results/studies/connectivity --texts 3 --length 16 -q
   $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 -q
@@ -16,12 +18,14 @@ if [[ $what == all || $what == studies ]]; then
 fi
 
 if [[ $what == all || $what == capacity ]]; then
-  common=(--texts 3 --seeds 3 --max-length 128 -q)
-  $pt capacity --source books "${common[@]}" -o results/capacity/books
-  $pt capacity --source books --mem 1 "${common[@]}" -o results/capacity/books-cramming
-  $pt capacity --source random "${common[@]}" -o results/capacity/random
-  $pt capacity --source generated "${common[@]}" -o results/capacity/generated
-  $pt capacity --source random --mem 1 "${common[@]}" -o results/capacity/random-cramming
-  $pt capacity --source books --shared-m "${common[@]}" -o results/capacity/books-shared
+  # 3 texts a source, up to 128 tokens; one-step with the default recipe (fast), 3 seeds a length;
+  # cramming with Kuratov et al.'s recipe cut to 1000 steps a seed, 2 seeds a length
+  common=(--texts 3 --max-length 128 -q)
+  $pt capacity --source books --seeds 3 "${common[@]}" -o results/capacity/books
+  $pt capacity --source books --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/books-cramming
+  $pt capacity --source random --seeds 3 "${common[@]}" -o results/capacity/random
+  $pt capacity --source random --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/random-cramming
+  $pt capacity --source generated --seeds 3 "${common[@]}" -o results/capacity/generated
+  $pt capacity --source books --shared-m --seeds 3 "${common[@]}" -o results/capacity/books-shared
   $pt report results/capacity
 fi
