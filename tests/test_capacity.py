@@ -132,7 +132,12 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
     assert caps["a"]["curve"] == {4: 1.0, 8: 1.0, 16: 0.95}  # best seed at each length
     written = report.write(tmp_path)
     assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png"]
-    assert "| books | one-step | per text | 2 | 4 ± 6 | 10 ± 14 |" in written[0].read_text()
+    assert "| books | one-step | per text | 2 | 4 ± 6 | 10 ± 14 | 0 |" in written[0].read_text()
+    (run / "run.json").write_text(json.dumps(settings | {"grid": [4, 8, 16, 32]}))
+    (run / "records.jsonl").open("a").write(json.dumps(
+        {"key": "b8", "text": "b", "length": 8, "seed": 0, "accuracy": 1.0, "h_lm_nats": 25.0}) + "\n")
+    caps = report.capacities(read_records(run / "records.jsonl")).values()
+    assert report.climbing({"grid": [4, 8, 16, 32]}, caps) == 1  # "b" passed 8, was never tried at 16
 
     crammed = tmp_path / "books-cramming"
     crammed.mkdir()

@@ -147,3 +147,10 @@ def test_a_warm_start_from_a_prefix_solution_keeps_the_prefix_exact(tiny):
         head = tiny.logits(z)[0, 1:4].argmax(-1).tolist()
     assert head == target[:3]  # causal: the prefix's outputs are unchanged inside the longer layout
     assert longer.total_steps == [1]
+
+
+def test_overrides_rename_a_recipe_once_and_only_when_a_value_changes():
+    fast = get_recipe("fast")
+    assert fast.with_overrides(lr=fast.lr, max_steps=None) is fast
+    custom = fast.with_overrides(max_steps=10).with_overrides(init="normal")
+    assert (custom.name, custom.max_steps, custom.init) == ("fast+custom", 10, "normal")

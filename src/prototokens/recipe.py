@@ -51,8 +51,11 @@ class Recipe:
         return self.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def with_overrides(self, **changes) -> "Recipe":
-        changes = {k: v for k, v in changes.items() if v is not None}
-        return replace(self, name=f"{self.name}+custom" if changes else self.name, **changes)
+        """This recipe with the given fields changed (None: keep); renamed NAME+custom if any differs."""
+        changes = {k: v for k, v in changes.items() if v is not None and getattr(self, k) != v}
+        if not changes:
+            return self
+        return replace(self, name=self.name if self.name.endswith("+custom") else f"{self.name}+custom", **changes)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"betas": list(self.betas)}  # as JSON gives it back

@@ -58,16 +58,23 @@ def label(settings: dict) -> str:
 
 def table(runs: list[dict]) -> str:
     """Markdown in the shape of the paper's Table 3: C_tokens and H_LM at capacity, mean ± std."""
-    lines = ["| source | method | m | texts | capacity C_tokens | H_LM at capacity (nats) | model | recipe | seeds |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| source | method | m | texts | capacity C_tokens | H_LM at capacity (nats) | still climbing | model | recipe | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         s, caps = run["settings"], capacities(run["records"]).values()
         method = "one-step" if s["study"] == "capacity" else f"cramming ({s.get('mem', 1)} mem)"
         m = ("shared" if s.get("shared_m") else "per text") if s["study"] == "capacity" else "-"
         lines.append(f"| {s['source']} | {method} | {m} | {len(caps)} | {_mean_std([c['capacity'] for c in caps])} | "
-                     f"{_mean_std([c['h_lm_nats'] for c in caps])} | {s['model']} | {s['recipe']['name']} "
-                     f"({s['recipe']['max_steps']} steps) | {s['seeds']} |")
+                     f"{_mean_std([c['h_lm_nats'] for c in caps])} | {climbing(s, caps)} | {s['model']} | "
+                     f"{s['recipe']['name']} ({s['recipe']['max_steps']} steps) | {s['seeds']} |")
     return "\n".join(lines) + "\n"
+
+
+def climbing(settings: dict, caps) -> int:
+    """Texts of a sweep that was stopped early: they passed the longest length they were tried at,
+    short of the grid's end, so their capacity is only a lower bound."""
+    end = max(settings.get("grid") or [0])
+    return sum(c["capacity"] == max(c["curve"]) < end for c in caps)
 
 
 def cramming_table(runs: list[dict]) -> str:
