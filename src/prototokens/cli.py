@@ -171,10 +171,11 @@ def _load(args, model: str):
 
 
 def _encode_options(args) -> dict:
+    from .cramming import baseline_recipe
     from .recipe import get_recipe
 
-    default = "cramming" if getattr(args, "mem", None) else DEFAULT_RECIPE
-    recipe = get_recipe(args.recipe or default).with_overrides(max_steps=args.steps, lr=args.lr, init=args.init)
+    recipe = baseline_recipe(args.recipe) if getattr(args, "mem", None) else get_recipe(args.recipe or DEFAULT_RECIPE)
+    recipe = recipe.with_overrides(max_steps=args.steps, lr=args.lr, init=args.init)
     return dict(layout=args.layout, recipe=recipe, seed=args.seed, restarts=args.restarts,
                 shared="m" if args.shared_m else None, progress=not args.quiet)
 

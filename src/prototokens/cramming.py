@@ -58,11 +58,16 @@ class Cramming:
         return torch.cat([start, mem])
 
 
-def cram(lm: FrozenLM, targets: list[list[int]], *, mem: int = 1, recipe: "str | Recipe" = "cramming",
+def baseline_recipe(recipe: "str | Recipe | None" = None) -> Recipe:
+    """The recipe the baseline trains with: Kuratov et al.'s ``cramming`` unless another is
+    given, always from their init randn * std(embeddings)."""
+    return get_recipe(recipe or "cramming").with_overrides(init="embedding-std")
+
+
+def cram(lm: FrozenLM, targets: list[list[int]], *, mem: int = 1, recipe: "str | Recipe | None" = None,
          seed: int = 0, progress: bool = True) -> Fit:
-    """Train [mem] vectors for each text (teacher forcing); init randn * std(embeddings)."""
-    recipe = get_recipe(recipe).with_overrides(init="embedding-std")
-    return optimize(lm, targets, layout=Cramming(mem), recipe=recipe, seed=seed, progress=progress)
+    """Train [mem] vectors for each text (teacher forcing)."""
+    return optimize(lm, targets, layout=Cramming(mem), recipe=baseline_recipe(recipe), seed=seed, progress=progress)
 
 
 @torch.inference_mode()

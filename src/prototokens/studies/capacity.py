@@ -58,9 +58,8 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int]
     ``climb=False`` runs every text at every length, passed or not (the arrangements study).
     """
     if mem is not None:
-        recipe, shared, layout = get_recipe(recipe or "cramming").with_overrides(init="embedding-std"), False, Cramming(mem)
-    recipe = recipe or DEFAULT_RECIPE
-    recipe = get_recipe(recipe)
+        recipe, shared, layout = cramming.baseline_recipe(recipe), False, Cramming(mem)
+    recipe = get_recipe(recipe or DEFAULT_RECIPE)
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
     run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe,
                                             getattr(layout, "name", layout), mem))
