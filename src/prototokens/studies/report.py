@@ -56,6 +56,11 @@ def label(settings: dict) -> str:
     return f"{settings['source']}, {study}, {sharing}" if study == "one-step" else f"{settings['source']}, {study}"
 
 
+def budget(settings: dict) -> str:
+    """The recipe, steps and seeds a run used, as a plot names them."""
+    return f"{settings['recipe']['name']}, {settings['recipe']['max_steps']} steps, {settings['seeds']} seed(s)"
+
+
 def table(runs: list[dict]) -> str:
     """Markdown in the shape of the paper's Table 3: C_tokens and H_LM at capacity, mean ± std."""
     lines = ["| source | method | m | texts | capacity C_tokens | H_LM at capacity (nats) | still climbing | model | recipe | seeds |",
@@ -115,11 +120,9 @@ def plot_accuracy(runs: list[dict], path: Path) -> Path:
         # a text that stopped climbing counts as its last accuracy at longer lengths: it failed there
         means = [statistics.mean(c.get(n, c[max(c)] if n > max(c) else 0.0) for c in curves) for n in lengths]
         every_length.update(lengths)
-        ax.plot(lengths, means, marker="o", label=label(run["settings"]))
-    s = runs[0]["settings"]
+        ax.plot(lengths, means, marker="o", label=f"{label(run['settings'])} ({budget(run['settings'])})")
     ax.set(xscale="log", xlabel="target length N (tokens)", ylabel="token accuracy (best seed, mean over texts)",
-           ylim=(0, 1.02), title=f"Reconstruction accuracy against length — {s['model']}\n"
-           f"recipe {s['recipe']['name']}, at most {s['recipe']['max_steps']} steps, {s['seeds']} seed(s)")
+           ylim=(0, 1.02), title=f"Reconstruction accuracy against length — {runs[0]['settings']['model']}")
     ax.set_xticks(sorted(every_length))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -166,8 +169,7 @@ def plot_information(runs: list[dict], path: Path) -> Path | None:
     c = next(r["settings"] for r in runs if r["settings"]["study"] == "cramming")
     ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"autoregressive cramming, {c.get('mem', 1)} [mem] (nats)",
            ylabel="one-step, two proto-tokens (nats)",
-           title=f"H_LM at capacity, per text — {s['model']}\nrecipe {s['recipe']['name']}, "
-                 f"at most {s['recipe']['max_steps']} steps, {s['seeds']} seed(s)")
+           title=f"H_LM at capacity, per text — {s['model']}\none-step: {budget(s)}\ncramming: {budget(c)}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
