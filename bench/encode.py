@@ -72,11 +72,12 @@ def main():
             restarts = max(1, args.steps // recipe.max_steps)
             if restarts * recipe.max_steps > args.steps:
                 recipe = recipe.with_overrides(max_steps=args.steps)
-            steps, seconds, wall = [], [], 0.0  # per text: (value, failed)
+            steps, seconds, accuracy, wall = [], [], [], 0.0  # per text: (value, failed); best accuracy
             for start in range(0, len(targets), args.batch):
                 fit = pt.optimize(lm, targets[start: start + args.batch], recipe=recipe, restarts=restarts,
                                   layout=layout or pt.layout.DEFAULT_LAYOUT, progress=False)
                 wall += fit.seconds
+                accuracy += fit.accuracy
                 failed = [s != "solved" for s in fit.status]
                 steps += [(s, f) for s, f in zip(fit.total_steps, failed)]
                 seconds += [(fit.seconds if f else t, f) for t, f in zip(fit.elapsed, failed)]
@@ -86,7 +87,7 @@ def main():
             ratio = "-" if bound and first[1] else (">" if bound else "<" if first[1] else "") + f"{time_median / first[0]:.1f}x"
             row = {"n_tokens": n, "recipe": name, "steps_budget": args.steps, "texts": k,
                    "solved": solved, "steps": [v for v, f in steps if not f],
-                   "seconds": [v for v, f in seconds if not f], "wall_s": wall,
+                   "seconds": [v for v, f in seconds if not f], "accuracy": accuracy, "wall_s": wall,
                    "median_seconds": time_median, "median_is_lower_bound": bound, "first_faster_by": ratio,
                    "texts_per_hour": 3600 * solved / wall}
             rows.append(row)
