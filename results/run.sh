@@ -26,7 +26,7 @@ if [[ $what == all || $what == capacity ]]; then
   $pt capacity --source books --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/books-cramming
   $pt capacity --source random --seeds 3 "${common[@]}" -o results/capacity/random
   $pt capacity --source generated --seeds 3 "${common[@]}" -o results/capacity/generated
-  $pt capacity --source books --shared-m --seeds 3 "${common[@]}" -o results/capacity/books-shared  # stopped at 45: resumes
+  $pt capacity --source books --shared-m --seeds 3 "${common[@]}" -o results/capacity/books-shared
   $pt capacity --source random --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/random-cramming
   $pt report results/capacity
 fi
