@@ -93,7 +93,7 @@ def main():
             rows.append(row)
             print(f"{n:>4} {name:>18} {solved:>3}/{k:<3} {spread(steps):>20} {spread(seconds):>20} {row['texts_per_hour']:>10.0f} {ratio:>15}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"encode-{lm.device.type}-{args.dtype}.json"
+    out = args.out / f"encode-{lm.device.type}-{args.dtype}-n{args.lengths.replace(',', '-')}.json"
     out.write_text(json.dumps({"model": lm.name, "fingerprint": lm.fingerprint, "device": str(lm.device),
                                "threads": torch.get_num_threads(), "args": vars(args) | {"out": str(args.out)},
                                "rows": rows}, indent=1))
