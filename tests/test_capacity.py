@@ -62,6 +62,20 @@ def test_shared_m_sweeps_the_group_together(tiny, tmp_path):
     assert len([r for r in records if r["length"] == 2]) == 2
 
 
+def test_a_shared_m_passes_a_length_only_when_it_serves_every_text(tiny, tmp_path, monkeypatch):
+    calls = []
+
+    def unit(lm, run_folder, batch, n, seed, *rest):  # t0 passes every length, t1 only the first
+        calls.append((n, seed, [t.id for t in batch]))
+        return [{"text": t.id, "accuracy": 1.0 if t.id == "t0" or n == 2 else 0.5} for t in batch]
+
+    monkeypatch.setattr(capacity, "unit", unit)
+    capacity.run(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 3, 4], seeds=2, shared=True,
+                 recipe=RECIPE, progress=False)
+    # the second seed retries the whole group, and t0 does not climb on alone
+    assert calls == [(2, 0, ["t0", "t1"]), (3, 0, ["t0", "t1"]), (3, 1, ["t0", "t1"])]
+
+
 def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
     from prototokens.cramming import Cramming, cram, evaluate
 
@@ -154,3 +168,15 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
     assert "information_one_step_vs_cramming.png" in md
     # teacher forcing passed "a" at 22 tokens where greedy generation did not
     assert "| books | 3 | 1.000 | 0.833 | 1 | 13 ± 13 | 10 ± 8 | 5 ± 4 | 18 ± 17 |" in md
+
+
+def test_report_counts_a_shared_m_only_where_it_serves_the_whole_group():
+    from prototokens.studies import report
+
+    rows = [("a", 4, 0, 1.0), ("b", 4, 0, 1.0), ("a", 8, 0, 1.0), ("b", 8, 0, 0.5), ("a", 8, 1, 0.9), ("b", 8, 1, 1.0)]
+    records = [{"text": t, "length": n, "seed": s, "accuracy": a, "h_lm_nats": 10.0 * n, "group": "g"}
+               for t, n, s, a in rows]
+    caps = report.capacities(records)
+    assert {t: c["capacity"] for t, c in caps.items()} == {"a": 4, "b": 4}
+    assert caps["a"]["curve"] == {4: 1.0, 8: 0.9}  # the group's worst, best over seeds
+

@@ -7,7 +7,9 @@ accuracy, token gain and information gain are recorded beside it.
 Every text climbs the length grid together with the others (one batch per length and seed).
 At each length the seeds are tried in turn, each only on the texts that have not yet passed;
 a text stops climbing at the first length that fails with every seed. One record per (text,
-length, seed); with a shared m the whole group is one unit and its records are written together.
+length, seed); with a shared m the whole group is one unit and its records are written together,
+and a length passes only when one seed's m serves every text of the group (so the group climbs,
+and is retried, as a whole).
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int]
             batches = [todo] if shared else [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
             for batch in batches:
                 records = unit(lm, run_folder, batch, n, seed, "m" if shared else None, recipe, layout, progress)
-                passed |= {r["text"] for r in records if r["accuracy"] >= THRESHOLD}
+                ok = {r["text"] for r in records if r["accuracy"] >= THRESHOLD}
+                if not shared or len(ok) == len(batch):  # a shared m counts only when it serves every text
+                    passed |= ok
         bar.update(len(climbing))
         bar.set_postfix(length=n, climbing=len(passed))
         climbing = [t for t in climbing if t.id in passed or not climb]

@@ -28,9 +28,16 @@ def load_runs(root: "str | Path") -> list[dict]:
 
 def capacities(records: list[dict], accuracy: str = "accuracy") -> dict[str, dict]:
     """Per text: the longest length passed (best seed >= threshold, by the record field
-    ``accuracy``), H_LM there, its record, and the best accuracy at every length."""
+    ``accuracy``), H_LM there, its record, and the best accuracy at every length. A record of a
+    group sharing m scores its group's worst at that length and seed."""
+    worst = {}  # (group, length, seed) -> the group's worst accuracy: a shared m must serve every text
+    for r in records:
+        if r.get("group"):
+            unit = (r["group"], r["length"], r["seed"])
+            worst[unit] = min(worst.get(unit, 1.0), r[accuracy])
     best = defaultdict(dict)  # text -> length -> best record
     for r in records:
+        r = r | {accuracy: worst.get((r.get("group"), r["length"], r["seed"]), r[accuracy])}
         kept = best[r["text"]].get(r["length"])
         if kept is None or r[accuracy] > kept[accuracy]:
             best[r["text"]][r["length"]] = r
