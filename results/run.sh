@@ -28,5 +28,8 @@ if [[ $what == all || $what == capacity ]]; then
   $pt capacity --source generated --seeds 3 "${common[@]}" -o results/capacity/generated
   $pt capacity --source books --shared-m --seeds 3 "${common[@]}" -o results/capacity/books-shared
   $pt capacity --source random --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/random-cramming
+  # stopped by the end of a session (they resume): random shared m at 45 tokens, generated cramming at 22
+  $pt capacity --source random --shared-m --seeds 3 "${common[@]}" -o results/capacity/random-shared
+  $pt capacity --source generated --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/generated-cramming
   $pt report results/capacity
 fi
