@@ -22,7 +22,7 @@ import prototokens as pt
 from prototokens.data import sample_passages
 from prototokens.optimize import optimize
 from prototokens.recipe import Recipe
-from prototokens.studies.capacity import THRESHOLD
+from prototokens.studies.capacity import THRESHOLD, Text
 from prototokens.studies.report import load_runs
 from variants import value
 
@@ -59,10 +59,10 @@ def main() -> None:
         if not units:
             continue
         passages = sample_passages(lm, s["source"], len(s["texts"]), s["grid"][-1])
-        ids = {f"{p.text_name}@{p.char_offset}#{p.index}": p.target_ids for p in passages}
+        ids = {t.id: t.target_ids for t in map(Text.from_passage, passages)}
         if list(ids) != s["texts"]:
             raise SystemExit(f"{run['folder']}: the sample no longer gives the run's texts")
-        recipe = Recipe(**(s["recipe"] | {"betas": tuple(s["recipe"]["betas"])})).with_overrides(**changes)
+        recipe = Recipe.from_dict(s["recipe"]).with_overrides(**changes)
         for (n, seed), records in sorted(units.items()):
             records = sorted(records, key=lambda r: s["texts"].index(r["text"]))
             started = time.perf_counter()

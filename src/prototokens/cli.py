@@ -277,8 +277,7 @@ def _sample(args, lm, n_tokens: int, context_tokens: int = 64) -> list:
     from .studies.capacity import Text
 
     passages = sample_passages(lm, args.source, args.texts, n_tokens, seed=args.data_seed, context_tokens=context_tokens)
-    return [Text(f"{p.text_name}@{p.char_offset}#{p.index}", p.target_ids,
-                 {k: v for k, v in p.to_dict().items() if k not in ("target_ids", "context_ids")}) for p in passages]
+    return [Text.from_passage(p) for p in passages]
 
 
 def _capacity(args):

@@ -60,6 +60,11 @@ class Recipe:
     def to_dict(self) -> dict:
         return asdict(self) | {"betas": list(self.betas)}  # as JSON gives it back
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> "Recipe":
+        """The recipe :meth:`to_dict` wrote (e.g. the ``recipe`` of a run folder's settings)."""
+        return cls(**fields | {"betas": tuple(fields["betas"])})
+
 
 RECIPES = {
     "paper": Recipe("paper", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000, init="normal"),

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .. import cramming
 from ..cramming import Cramming
+from ..data.passages import Passage
 from ..metrics import h_lm, nats_to_bits
 from ..model import FrozenLM
 from ..optimize import optimize
@@ -39,6 +40,12 @@ class Text:
     id: str
     target_ids: list[int]
     meta: dict
+
+    @classmethod
+    def from_passage(cls, p: Passage) -> "Text":
+        """The sampled passage ``p``, its id naming text, offset and index (as run folders record it)."""
+        return cls(f"{p.text_name}@{p.char_offset}#{p.index}", p.target_ids,
+                   {k: v for k, v in p.to_dict().items() if k not in ("target_ids", "context_ids")})
 
 
 def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seeds: int, shared: bool,
