@@ -70,12 +70,12 @@ def main() -> None:
             seconds = time.perf_counter() - started
             for i, r in enumerate(records):
                 row = {"run": run["folder"].name, "length": n, "seed": seed, "text": r["text"],
-                       "committed": r["accuracy"], "committed_steps": r["steps"], "rerun": fit.accuracy[i],
-                       "rerun_steps": fit.steps[i], "seconds": seconds, "batch": len(records)}
+                       "committed": r["accuracy"], "committed_steps": r["steps"], "rerun": fit.outcomes[i].accuracy,
+                       "rerun_steps": fit.outcomes[i].steps, "seconds": seconds, "batch": len(records)}
                 rows.append(row)
                 mark = " <- collapsed" if r["accuracy"] < COLLAPSED else ""
                 print(f"{row['run']:>10} {n:>4} {seed:>4} {r['text']:>45} {r['accuracy']:>9.2f} "
-                      f"{fit.accuracy[i]:>6.2f} {fit.steps[i]:>12}{mark}", flush=True)
+                      f"{fit.outcomes[i].accuracy:>6.2f} {fit.outcomes[i].steps:>12}{mark}", flush=True)
     was = [r for r in rows if r["committed"] < COLLAPSED]
     mates = [r for r in rows if r["committed"] >= COLLAPSED]
     print(f"collapsed records: {len(was)}; rerun: {sum(r['rerun'] < COLLAPSED for r in was)} collapsed, "

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import prototokens as pt
-from prototokens.cramming import cram, evaluate
+from prototokens.cramming import Cramming, baseline_recipe, evaluate
 from prototokens.data import sample_passages
 
 
@@ -26,9 +26,10 @@ def main():
     for passage in sample_passages(lm, "books", 3, 128, seed=0):
         target = passage.target_ids[: args.tokens]
         for name in args.recipes.split(","):
-            fit = cram(lm, [target], recipe=pt.get_recipe(name).with_overrides(max_steps=300), progress=False)
-            row = {"text": lm.detokenize(target), "recipe": name, "status": fit.status[0], "steps": fit.steps[0],
-                   "teacher_forced_accuracy": fit.accuracy[0], "greedy_accuracy": evaluate(lm, fit, [target])[0]["greedy_accuracy"]}
+            recipe = baseline_recipe(pt.get_recipe(name).with_overrides(max_steps=300))
+            fit = pt.optimize(lm, [target], layout=Cramming(), recipe=recipe, progress=False)
+            row = {"text": lm.detokenize(target), "recipe": name, "status": fit.outcomes[0].status, "steps": fit.outcomes[0].steps,
+                   "teacher_forced_accuracy": fit.outcomes[0].accuracy, "greedy_accuracy": evaluate(lm, fit, [target])[0]["greedy_accuracy"]}
             rows.append(row)
             print(f"{row['text']!r:40} {name:10} {row['status']:9} step {row['steps']:4} "
                   f"forced {row['teacher_forced_accuracy']:.2f} greedy {row['greedy_accuracy']:.2f}", flush=True)

@@ -77,10 +77,10 @@ def main():
                 fit = pt.optimize(lm, targets[start: start + args.batch], recipe=recipe, restarts=restarts,
                                   layout=layout or pt.layout.DEFAULT_LAYOUT, progress=False)
                 wall += fit.seconds
-                accuracy += fit.accuracy
-                failed = [s != "solved" for s in fit.status]
-                steps += [(s, f) for s, f in zip(fit.total_steps, failed)]
-                seconds += [(fit.seconds if f else t, f) for t, f in zip(fit.elapsed, failed)]
+                accuracy += [o.accuracy for o in fit.outcomes]
+                failed = [not o.solved for o in fit.outcomes]
+                steps += [(o.total_steps, f) for o, f in zip(fit.outcomes, failed)]
+                seconds += [(fit.seconds if f else o.elapsed, f) for o, f in zip(fit.outcomes, failed)]
             k, solved = len(targets), sum(not f for _, f in steps)
             time_median, bound = median(seconds)
             first = first or (time_median, bound)

@@ -22,7 +22,7 @@ def main():
         for init in pt.recipe.INITS:
             recipe = pt.get_recipe("fast").with_overrides(init=init, max_steps=300)
             fit = pt.optimize(lm, [target], layout="em", recipe=recipe, progress=False)
-            print(f"{word!r:>10} {init:>14} {fit.status[0] == 'solved'!s:>7} {fit.steps[0]:>9} {fit.loss[0]:>6.2f}", flush=True)
+            print(f"{word!r:>10} {init:>14} {fit.outcomes[0].solved!s:>7} {fit.outcomes[0].steps:>9} {fit.outcomes[0].loss:>6.2f}", flush=True)
 
 
 if __name__ == "__main__":

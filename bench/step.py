@@ -23,7 +23,7 @@ def step_seconds(lm, layout, n: int, batch: int) -> float:
     m = torch.randn(batch, lm.d_model, requires_grad=True)
     targets = [[5 + i for i in range(n)]] * batch
     started = time.perf_counter()
-    evaluate(lm, layout, {"e": e * 0.1, "m": m * 0.1}, targets, 4.0)[0].sum().backward()
+    evaluate(lm, layout, {"e": e * 0.1, "m": m * 0.1}, targets, 4.0).objective.sum().backward()
     return time.perf_counter() - started
 
 

@@ -54,15 +54,16 @@ def main():
     for length in stages:  # each stage starts from the last one's vectors
         fit = pt.optimize(lm, [t[:length] for t in targets], layout=layout, recipe=recipe, seed=seed, trajectory=True,
                           start=fit.vectors if fit else None, progress=False)
-        spent = [a + b for a, b in zip(spent, fit.total_steps)]
+        spent = [a + o.total_steps for a, o in zip(spent, fit.outcomes)]
     out = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "layout": layout, "start_id": lm.start_id,
-           "seconds": time.perf_counter() - started, "status": fit.status, "steps": fit.steps, "accuracy": fit.accuracy,
+           "seconds": time.perf_counter() - started, "status": [o.status for o in fit.outcomes], "steps": [o.steps for o in fit.outcomes],
+           "accuracy": [o.accuracy for o in fit.outcomes],
            "curriculum": stages, "steps_all_stages": spent,
            "accuracy_every_25_steps": [[a for (_, s, _, a) in tr if s % 25 == 0] for tr in fit.trajectory]}
     folder = Path("bench/results/variants")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(out, indent=1))
-    solved = [s for s, st in zip(fit.steps, fit.status) if st == "solved"]
+    solved = [o.steps for o in fit.outcomes if o.solved]
     print(f"{name}: {len(solved)}/{len(targets)} solved, steps {sorted(solved)}, {out['seconds']:.0f} s")
 
 

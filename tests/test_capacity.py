@@ -47,6 +47,18 @@ def test_a_rerun_skips_what_is_done(tiny, tmp_path):
     assert (tmp_path / "records.jsonl").read_text() == before
 
 
+def test_a_folder_written_before_recipes_had_versions_still_resumes(tiny, tmp_path):
+    capacity.run(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    settings = json.loads((tmp_path / "run.json").read_text())
+    assert settings["recipe"]["version"] == 2
+    for field in ("version", "optimizer"):  # as run folders were written before
+        del settings["recipe"][field]
+    (tmp_path / "run.json").write_text(json.dumps(settings))
+    before = (tmp_path / "records.jsonl").read_text()
+    capacity.run(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    assert (tmp_path / "records.jsonl").read_text() == before
+
+
 def test_changed_settings_are_refused_not_mixed(tiny, tmp_path):
     capacity.run(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
     with pytest.raises(PrototokensError, match="other settings \\(recipe differ"):
@@ -77,12 +89,14 @@ def test_a_shared_m_passes_a_length_only_when_it_serves_every_text(tiny, tmp_pat
 
 
 def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
-    from prototokens.cramming import Cramming, cram, evaluate
+    from prototokens import optimize
+    from prototokens.cramming import Cramming, baseline_recipe, evaluate
 
     target = tiny.tokenize("Alice was beginning")
-    fit = cram(tiny, [target], mem=2, recipe=RECIPE.with_overrides(max_steps=600), progress=False)
+    fit = optimize(tiny, [target], layout=Cramming(2), recipe=baseline_recipe(RECIPE.with_overrides(max_steps=600)),
+                   progress=False)
     assert fit.vectors["mem"].shape == (1, 2, tiny.d_model)
-    assert fit.status == ["solved"]
+    assert [o.status for o in fit.outcomes] == ["solved"]
     (row,) = evaluate(tiny, fit, [target])
     # greedy generation from [start token][mem] alone, checked independently of evaluate()
     with torch.no_grad():

@@ -1,10 +1,13 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from prototokens import FrozenLM, PrototokensError, decode_ids, encode_ids, get_recipe, optimize
+from prototokens import FrozenLM, PrototokensError, Recipe, decode_ids, encode_ids, get_recipe, optimize
 from prototokens.layout import LAYOUTS
+from prototokens.optimizers import OPTIMIZERS
+from prototokens.recipe import label, same_recipe
 
 RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=400, init="embedding-std", first_weight=1.0)
 TEXTS = ["Alice was beginning to get", "All the world's a stage", "Of Man's first"]
@@ -37,9 +40,9 @@ def test_batched_equals_one_at_a_time_with_unequal_lengths(tiny):
     together = optimize(tiny, targets, recipe=RECIPE, progress=False)
     for i, target in enumerate(targets):
         alone = optimize(tiny, [target], recipe=RECIPE, progress=False)
-        assert alone.status[0] == together.status[i]
-        assert alone.steps[0] == together.steps[i]
-        assert alone.accuracy[0] == together.accuracy[i]
+        assert alone.outcomes[0].status == together.outcomes[i].status
+        assert alone.outcomes[0].steps == together.outcomes[i].steps
+        assert alone.outcomes[0].accuracy == together.outcomes[i].accuracy
         torch.testing.assert_close(alone.e[0], together.e[i], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(alone.m[0], together.m[i], atol=1e-4, rtol=1e-4)
 
@@ -55,12 +58,12 @@ def test_same_seed_gives_the_same_vectors_and_another_seed_does_not(tiny):
 def test_a_solved_text_stops_while_the_others_go_on(tiny):
     short, long = ids(tiny, "Alice"), ids(tiny, "Of Man's first disobedience, and the fruit of that forbidden tree.")
     fit = optimize(tiny, [short, long], recipe=RECIPE.with_overrides(max_steps=120), progress=False, trajectory=True)
-    assert fit.status[0] == "solved" and fit.steps[0] < 120
-    assert fit.total_steps[0] == fit.steps[0]  # no updates after it was solved
-    assert 0 < fit.elapsed[0] < fit.seconds  # its time to solution, measured inside the batch
-    assert len(fit.trajectory[0]) == fit.steps[0] + 1
+    assert fit.outcomes[0].status == "solved" and fit.outcomes[0].steps < 120
+    assert fit.outcomes[0].total_steps == fit.outcomes[0].steps  # no updates after it was solved
+    assert 0 < fit.outcomes[0].elapsed < fit.seconds  # its time to solution, measured inside the batch
+    assert len(fit.trajectory[0]) == fit.outcomes[0].steps + 1
     assert len(fit.trajectory[1]) == 121
-    assert fit.status[1] == "unsolved"  # too long for the tiny model in 120 steps
+    assert fit.outcomes[1].status == "unsolved"  # too long for the tiny model in 120 steps
 
 
 def test_shared_m_is_one_vector_that_serves_every_text(tiny):
@@ -77,7 +80,7 @@ def test_restarts_try_new_seeds_only_for_unsolved_texts(tiny):
                    restarts=2, progress=False, trajectory=True)
     assert {s for s, *_ in fit.trajectory[0]} == {0}
     assert {s for s, *_ in fit.trajectory[1]} == {0, 1}
-    assert fit.total_steps[1] == 60
+    assert fit.outcomes[1].total_steps == 60
 
 
 class PoisonedAfter(FrozenLM):
@@ -97,7 +100,7 @@ def test_non_finite_loss_fails_that_text_and_keeps_the_others(tiny):
     poisoned = PoisonedAfter(tiny, after=150)
     short, long = ids(tiny, "Alice"), ids(tiny, "Of Man's first disobedience, and the fruit of that")
     fit = optimize(poisoned, [short, long], recipe=RECIPE, progress=False)
-    assert fit.status == ["solved", "failed"]
+    assert [o.status for o in fit.outcomes] == ["solved", "failed"]
     assert torch.isfinite(fit.e).all() and torch.isfinite(fit.m).all()
 
 
@@ -118,7 +121,7 @@ def test_empty_input_is_refused(tiny):
 def test_patience_gives_up_a_seed_that_stopped_improving(tiny):
     long = ids(tiny, "Of Man's first disobedience, and the fruit of that forbidden tree, whose mortal taste")
     fit = optimize(tiny, [long], recipe=RECIPE.with_overrides(max_steps=400, patience=20), progress=False, trajectory=True)
-    assert fit.status == ["unsolved"] and fit.total_steps[0] < 400
+    assert [o.status for o in fit.outcomes] == ["unsolved"] and fit.outcomes[0].total_steps < 400
     accuracies = [acc for *_, acc in fit.trajectory[0]]
     assert max(accuracies[-20:]) <= max(accuracies[:-20])  # nothing better in the last 20 steps
 
@@ -129,24 +132,24 @@ def test_the_reported_loss_is_the_plain_cross_entropy_whatever_the_first_target_
     layout = LAYOUTS["em-plus-one"]
     z = layout.build(fit.e, fit.m, [len(target)])
     with torch.no_grad():
-        logits = tiny.logits(z)[0, layout.offset:].float()
+        logits = tiny.logits(z)[0, layout.outputs(len(target))].float()
     ce = torch.nn.functional.cross_entropy(logits, torch.tensor(target))
-    assert fit.loss[0] == pytest.approx(float(ce), rel=1e-4)
+    assert fit.outcomes[0].loss == pytest.approx(float(ce), rel=1e-4)
 
 
 def test_a_warm_start_from_a_prefix_solution_keeps_the_prefix_exact(tiny):
     target = ids(tiny, TEXTS[0])
     prefix = optimize(tiny, [target[:3]], recipe=RECIPE, progress=False)
-    assert prefix.status == ["solved"]
+    assert [o.status for o in prefix.outcomes] == ["solved"]
     again = optimize(tiny, [target[:3]], recipe=RECIPE, start=prefix.vectors, progress=False)
-    assert again.steps == [0] and again.status == ["solved"]  # started where the prefix ended
+    assert [o.steps for o in again.outcomes] == [0] and [o.status for o in again.outcomes] == ["solved"]  # started where the prefix ended
     longer = optimize(tiny, [target], recipe=RECIPE.with_overrides(max_steps=1), start=prefix.vectors, progress=False)
     layout = LAYOUTS["em-plus-one"]
     with torch.no_grad():
         z = layout.build(prefix.e, prefix.m, [len(target)])
         head = tiny.logits(z)[0, 1:4].argmax(-1).tolist()
     assert head == target[:3]  # causal: the prefix's outputs are unchanged inside the longer layout
-    assert longer.total_steps == [1]
+    assert [o.total_steps for o in longer.outcomes] == [1]
 
 
 def test_overrides_rename_a_recipe_once_and_only_when_a_value_changes():
@@ -154,3 +157,20 @@ def test_overrides_rename_a_recipe_once_and_only_when_a_value_changes():
     assert fast.with_overrides(lr=fast.lr, max_steps=None) is fast
     custom = fast.with_overrides(max_steps=10).with_overrides(init="normal")
     assert (custom.name, custom.max_steps, custom.init) == ("fast+custom", 10, "normal")
+
+
+def test_a_recipe_names_its_version_and_old_records_without_one_still_match():
+    fast = get_recipe("fast")
+    assert fast.version == 2 and fast.to_dict()["version"] == 2 and fast.label == "fast v2"
+    assert fast.with_overrides(max_steps=10).version == 2  # a custom recipe keeps its base's version
+    old = {k: v for k, v in fast.to_dict().items() if k not in ("version", "optimizer")}
+    assert same_recipe(old, fast.to_dict()) and label(old) == "fast"
+    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=3).to_dict())
+    assert not same_recipe(old, fast.with_overrides(lr=1e-2).to_dict())
+    assert Recipe.from_dict(fast.to_dict()) == fast
+
+
+def test_a_recipe_names_a_registered_optimizer():
+    assert "adamw" in OPTIMIZERS and get_recipe("fast").optimizer == "adamw"
+    with pytest.raises(PrototokensError, match="unknown optimizer 'sgd'; choose one of: adamw"):
+        get_recipe("fast").with_overrides(optimizer="sgd")

@@ -5,8 +5,9 @@ Training is teacher-forced: inputs [start, mem_1..mem_K, t_0 .. t_{N-2}], output
 t_i. ``start`` is the frozen embedding of the model's document-start token (what a tokenizer's
 BOS puts there): SmolLM2 can hardly steer output 0 at all (bench/position0.py), so without it
 the first token is lost at every length. Reconstruction is free-running greedy generation from
-[start, mem] alone, where one early error can derail the rest; both accuracies are reported. The optimiser is the same as for
-proto-tokens (same recipe, per-text early stop, best state); init randn * std(embeddings).
+[start, mem] alone, where one early error can derail the rest; both accuracies are reported.
+The optimiser is the same as for proto-tokens (same recipe, per-text early stop, best state);
+init randn * std(embeddings).
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import c_tokens, h_lm
+from .metrics import h_lm, token_accuracy
 from .model import FrozenLM
-from .optimize import Fit, optimize
+from .optimize import Fit
 from .recipe import Recipe, get_recipe
 
 
 @dataclass(frozen=True)
 class Cramming:
-    """The input arrangement of cramming, in the optimiser's layout protocol."""
+    """The input arrangement of cramming: a :class:`~prototokens.layout.Arrangement`."""
 
     mem: int = 1
 
@@ -35,9 +36,9 @@ class Cramming:
     def vectors(self) -> dict:
         return {"mem": (self.mem,)}
 
-    @property
-    def offset(self) -> int:
-        return self.mem
+    def outputs(self, n: int) -> slice:
+        """Output K + i (after [start] and K [mem]) predicts t_i."""
+        return slice(self.mem, self.mem + n)
 
     def n_inputs(self, n: int) -> int:
         return 1 + self.mem + max(n - 1, 0)
@@ -54,8 +55,7 @@ class Cramming:
 
     def prompt(self, lm: FrozenLM, mem: torch.Tensor) -> torch.Tensor:
         """(1 + K, d): what greedy reconstruction starts from, [start][mem]."""
-        start = lm.embed(torch.tensor([lm.start_id], device=lm.device)).to(mem.device, mem.dtype)
-        return torch.cat([start, mem])
+        return torch.cat([lm.start_embedding()[None].to(mem.device, mem.dtype), mem])
 
 
 def baseline_recipe(recipe: "str | Recipe | None" = None) -> Recipe:
@@ -64,31 +64,25 @@ def baseline_recipe(recipe: "str | Recipe | None" = None) -> Recipe:
     return get_recipe(recipe or "cramming").with_overrides(init="embedding-std")
 
 
-def cram(lm: FrozenLM, targets: list[list[int]], *, mem: int = 1, recipe: "str | Recipe | None" = None,
-         seed: int = 0, progress: bool = True) -> Fit:
-    """Train [mem] vectors for each text (teacher forcing)."""
-    return optimize(lm, targets, layout=Cramming(mem), recipe=baseline_recipe(recipe), seed=seed, progress=progress)
-
-
 @torch.inference_mode()
 def text_ce_without_mem(lm: FrozenLM, ids: list[int]) -> tuple[float, float]:
     """(mean cross-entropy in nats, teacher-forced accuracy) of the plain LM on the text."""
     total = h_lm(lm, ids)
     x = torch.tensor([[lm.start_id, *ids]], device=lm.device)
     predicted = lm.logits(lm.embed(x))[0, :-1].argmax(-1).tolist()
-    return total / len(ids), c_tokens(predicted, ids) / len(ids)
+    return total / len(ids), token_accuracy(predicted, ids)
 
 
 def evaluate(lm: FrozenLM, fit: Fit, targets: list[list[int]]) -> list[dict]:
     """Per text: teacher-forced and free-running accuracy, token gain and information gain."""
     rows, layout = [], Cramming(fit.vectors["mem"].shape[1])
-    for i, target in enumerate(targets):
+    for i, (target, outcome) in enumerate(zip(targets, fit.outcomes)):
         n = len(target)
-        free = c_tokens(lm.greedy(layout.prompt(lm, fit.vectors["mem"][i]), n), target) / n
+        free = token_accuracy(lm.greedy(layout.prompt(lm, fit.vectors["mem"][i]), n), target)
         ce_without, acc_without = text_ce_without_mem(lm, target)
         rows.append({
-            "teacher_forced_accuracy": fit.accuracy[i], "greedy_accuracy": free,
-            "token_gain": (fit.accuracy[i] - acc_without) * n,
-            "information_gain_nats": (ce_without - fit.loss[i]) * n,
+            "teacher_forced_accuracy": outcome.accuracy, "greedy_accuracy": free,
+            "token_gain": (outcome.accuracy - acc_without) * n,
+            "information_gain_nats": (ce_without - outcome.loss) * n,
         })
     return rows

@@ -26,7 +26,7 @@ def decode_ids(lm: FrozenLM, protos: "ProtoTokens | list[ProtoTokens]", batch_si
         zs = [layout.build(e[None], m[None], [n])[0] for layout, e, m, n in chunk]
         z = torch.nn.utils.rnn.pad_sequence(zs, batch_first=True).to(lm.device)
         predicted = lm.logits(z).argmax(-1).cpu()
-        out += [predicted[k, layout.offset: layout.offset + n].tolist() for k, (layout, _, _, n) in enumerate(chunk)]
+        out += [predicted[k, layout.outputs(n)].tolist() for k, (layout, _, _, n) in enumerate(chunk)]
     return out
 
 

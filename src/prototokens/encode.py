@@ -13,7 +13,7 @@ from .layout import DEFAULT_LAYOUT, get_layout
 from .model import FrozenLM
 from .optimize import Fit, optimize
 from .proto import ProtoTokens, TextRecord, text_sha256
-from .recipe import DEFAULT_RECIPE, Recipe, get_recipe
+from .recipe import DEFAULT_RECIPE, Recipe, get_recipe, same_recipe
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,7 @@ def encode_ids(lm: FrozenLM, targets: list[list[int]], *, layout: str = DEFAULT_
 
 
 def _append(proto: ProtoTokens, fit: Fit, targets, hashes) -> ProtoTokens:
-    records = [TextRecord(ids, h, fit.accuracy[i], fit.loss[i], fit.margin[i], fit.steps[i],
-                          fit.total_steps[i], fit.seed[i], fit.status[i])
-               for i, (ids, h) in enumerate(zip(targets, hashes))]
+    records = [TextRecord.of(o, ids, h) for o, ids, h in zip(fit.outcomes, targets, hashes)]
     proto.e = fit.e if proto.shared == "e" else torch.cat([proto.e, fit.e])
     proto.m = fit.m if proto.shared == "m" else torch.cat([proto.m, fit.m])
     proto.texts += records
@@ -78,8 +76,8 @@ def _append(proto: ProtoTokens, fit: Fit, targets, hashes) -> ProtoTokens:
 
 def _resume(fresh: ProtoTokens, old: ProtoTokens, hashes: list[str], path) -> ProtoTokens:
     """Continue from ``old`` if it was made by the same settings for a prefix of these texts."""
-    same = (old.model["fingerprint"], old.layout, old.shared, old.recipe) == (
-        fresh.model["fingerprint"], fresh.layout, fresh.shared, fresh.recipe)
+    same = (old.model["fingerprint"], old.layout, old.shared) == (
+        fresh.model["fingerprint"], fresh.layout, fresh.shared) and same_recipe(old.recipe, fresh.recipe)
     prefix = [t.text_sha256 for t in old.texts] == hashes[: len(old.texts)]
     if not (same and prefix):
         raise PrototokensError(

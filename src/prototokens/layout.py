@@ -1,4 +1,5 @@
-"""Arrangements of the two proto-tokens e and m (Table 1 of the paper).
+"""Arrangements of the two proto-tokens e and m (Table 1 of the paper), and the protocol every
+arrangement of trainable vectors follows (the cramming baseline's too).
 
 A layout turns N target tokens into a row of input slots, each slot holding e or m, and says
 which output position predicts which target: output ``offset + i`` predicts target ``t_i``.
@@ -8,13 +9,35 @@ Everything else (building Z, reading logits) is derived from these two facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 import torch
 
 from .errors import PrototokensError
 
+if TYPE_CHECKING:
+    from .model import FrozenLM
+
 E, M = 0, 1
+
+
+@runtime_checkable
+class Arrangement(Protocol):
+    """Trainable vectors placed among a model's inputs: what the optimiser, the decoder and the
+    metrics need to know of a layout, and all they ask of it."""
+
+    name: str
+    vectors: dict[str, tuple]  # trainable vector name -> its shape per text, before d
+
+    def n_inputs(self, n: int) -> int:
+        """Input positions for a text of ``n`` target tokens."""
+
+    def inputs(self, vectors: dict[str, torch.Tensor], targets: list[list[int]], lm: "FrozenLM") -> torch.Tensor:
+        """Z (B, L, d) for the texts ``targets``, from their rows of ``vectors``, right-padded."""
+
+    def outputs(self, n: int) -> slice:
+        """The output positions that predict targets t_0 .. t_{n-1}, in order: the one place
+        that says which output predicts which target."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +52,7 @@ class Layout:
     def n_inputs(self, n: int) -> int:
         return n + self.offset
 
-    def inputs(self, vectors: dict, targets: list[list[int]], lm=None) -> torch.Tensor:
+    def inputs(self, vectors: dict, targets: list[list[int]], lm: "FrozenLM | None" = None) -> torch.Tensor:
         """Z for the optimiser: the targets only set the lengths."""
         return self.build(vectors["e"], vectors["m"], [len(t) for t in targets])
 
@@ -47,8 +70,8 @@ class Layout:
         index = index.to(em.device).unsqueeze(-1).expand(-1, -1, em.shape[-1])
         return torch.gather(em, 1, index)
 
-    def target_positions(self, n: int) -> range:
-        return range(self.offset, self.offset + n)
+    def outputs(self, n: int) -> slice:
+        return slice(self.offset, self.offset + n)
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -71,3 +94,8 @@ def get_layout(name: str) -> Layout:
         raise PrototokensError(
             f"unknown layout {name!r}; choose one of: {', '.join(LAYOUTS)}"
         ) from None
+
+
+def resolve_layout(layout: "str | Arrangement") -> Arrangement:
+    """A layout given by name, or any arrangement as it is."""
+    return get_layout(layout) if isinstance(layout, str) else layout

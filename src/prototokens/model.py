@@ -91,6 +91,11 @@ class FrozenLM:
                 return int(candidate)
         raise PrototokensError(f"model {self.name} has neither a BOS nor an EOS token")
 
+    @torch.no_grad()
+    def start_embedding(self) -> torch.Tensor:
+        """(d,) float32 on the CPU: the input embedding of the document-start token."""
+        return self.embed(torch.tensor([self.start_id]))[0].float().cpu()
+
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 

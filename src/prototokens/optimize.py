@@ -8,6 +8,10 @@ state (highest accuracy, then lowest loss) is what is kept. Stopped groups leave
 pass, so they cost nothing. Each text's loss is its mean cross-entropy and the batch loss is
 their sum, so a text's gradient does not depend on what else is in the batch: batched equals
 one at a time. A group that fails is restarted from the next seed, up to ``restarts`` times.
+
+The loop here keeps only the bookkeeping (active rows, groups, best state); the update is the
+optimiser the recipe names (optimizers.py), and which output predicts which target is the
+layout's to say (``layout.outputs``).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import PrototokensError
-from .layout import DEFAULT_LAYOUT, get_layout
+from .layout import DEFAULT_LAYOUT, Arrangement, resolve_layout
 from .model import FrozenLM
+from .optimizers import get_optimizer
+from .outcome import FAILED, SOLVED, UNSOLVED, Outcome
 from .recipe import DEFAULT_RECIPE, Recipe, get_recipe
 
 IGNORE = -100
@@ -30,18 +36,13 @@ IGNORE = -100
 
 @dataclass
 class Fit:
-    """Result of :func:`optimize`: per vector name, one row per text (or one row if shared)."""
+    """Result of :func:`optimize`: per vector name, one row per text (or one row if shared),
+    and one :class:`~prototokens.outcome.Outcome` per text."""
 
     vectors: dict[str, torch.Tensor]
-    accuracy: list[float]
-    loss: list[float]  # mean cross-entropy per target token (nats), unweighted
-    margin: list[float]  # smallest lead of the target logit over the runner-up
-    steps: list[int]  # updates from the start of the kept seed to the kept state
-    total_steps: list[int]  # updates spent on the text over all seeds
-    elapsed: list[float]  # wall seconds from the start of optimize to the kept state
-    seed: list[int]
-    status: list[str]  # "solved", "unsolved" or "failed" (non-finite loss)
+    outcomes: list[Outcome]
     seconds: float
+    # per text, (seed, step, loss, accuracy) of every step, when asked for
     trajectory: list[list[tuple[int, int, float, float]]] = field(default_factory=list)
 
     @property
@@ -53,17 +54,28 @@ class Fit:
         return self.vectors["m"]
 
 
-def optimize(lm: FrozenLM, targets: list[list[int]], *, layout=DEFAULT_LAYOUT, recipe: "str | Recipe" = DEFAULT_RECIPE,
+@dataclass
+class Scores:
+    """What one forward pass says of each text of a batch (tensors of shape (B,))."""
+
+    objective: torch.Tensor  # mean cross-entropy, the first target weighted by the recipe; has grad
+    loss: torch.Tensor  # plain mean cross-entropy (nats)
+    accuracy: torch.Tensor  # share of targets whose logit leads
+    margin: torch.Tensor  # smallest lead of a target logit over the runner-up
+
+
+def optimize(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrangement" = DEFAULT_LAYOUT, recipe: "str | Recipe" = DEFAULT_RECIPE,
              seed: int = 0, restarts: int = 1, shared: str | None = None, trajectory: bool = False,
              start: dict[str, torch.Tensor] | None = None, progress: bool = True) -> Fit:
     """Fit the layout's vectors so that its forward pass predicts every list of target ids.
 
-    ``layout`` is a layout name, a :class:`~prototokens.layout.Layout`, or a
-    :class:`~prototokens.cramming.Cramming`; ``shared`` names a vector shared by all texts.
+    ``layout`` is a layout name or any :class:`~prototokens.layout.Arrangement` (a
+    :class:`~prototokens.layout.Layout`, :class:`~prototokens.cramming.Cramming`); ``shared``
+    names a vector shared by all texts.
     ``start`` (vector name -> rows, e.g. a shorter prefix's ``Fit.vectors``) replaces the first
     seed's initialisation; further restarts start from the recipe's init.
     """
-    layout, recipe = get_layout(layout) if isinstance(layout, str) else layout, get_recipe(recipe)
+    layout, recipe = resolve_layout(layout), get_recipe(recipe)
     _check(lm, targets, layout, shared, restarts)
     best = _Best(lm, len(targets), layout.vectors, shared, trajectory)
     todo = list(range(len(targets)))
@@ -72,7 +84,7 @@ def optimize(lm: FrozenLM, targets: list[list[int]], *, layout=DEFAULT_LAYOUT, r
             break
         begin = {n: v[todo if v.shape[0] > 1 else [0]] for n, v in start.items()} if start and not round_ else None
         _run(lm, targets, todo, layout, recipe, seed + round_, shared, best, progress, begin)
-        todo = [] if shared and best.all_solved() else [i for i in todo if best.status[i] == "unsolved"]
+        todo = [] if shared and best.all_solved() else [i for i in todo if best.outcomes[i].status == UNSOLVED]
     return best.fit()
 
 
@@ -99,25 +111,23 @@ class _Best:
         self.shared = shared
         self.vectors = {name: torch.zeros(1 if shared == name else n, *shape, lm.d_model)
                         for name, shape in shapes.items()}
-        self.accuracy, self.loss, self.margin = [-1.0] * n, [math.inf] * n, [-math.inf] * n
-        self.steps, self.total_steps, self.seed = [0] * n, [0] * n, [0] * n
-        self.started, self.elapsed = time.perf_counter(), [0.0] * n
-        self.status = ["unsolved"] * n
+        self.outcomes = [Outcome.unsolved() for _ in range(n)]
+        self.started = time.perf_counter()
         self.trajectory = [[] for _ in range(n)] if trajectory else []
 
     def all_solved(self):
-        return all(s == "solved" for s in self.status)
+        return all(o.solved for o in self.outcomes)
 
     def offer(self, rows, vectors, loss, acc, margin, steps, seed, solved):
         """Keep the state of ``rows`` (one group) if it beats the best so far."""
-        old_acc, old_loss = sum(self.accuracy[r] for r in rows), sum(self.loss[r] for r in rows)
+        old = [self.outcomes[r] for r in rows]
+        old_acc, old_loss = sum(o.accuracy for o in old), sum(o.loss for o in old)
         if sum(acc) < old_acc or (sum(acc) == old_acc and sum(loss) >= old_loss):
             return
+        elapsed = time.perf_counter() - self.started
         for k, r in enumerate(rows):
-            self.accuracy[r], self.loss[r], self.margin[r] = acc[k], loss[k], margin[k]
-            self.steps[r], self.seed[r] = steps, seed
-            self.elapsed[r] = time.perf_counter() - self.started
-            self.status[r] = "solved" if solved else "unsolved"
+            self.outcomes[r] = Outcome(acc[k], loss[k], margin[k], steps, self.outcomes[r].total_steps, seed,
+                                       SOLVED if solved else UNSOLVED, elapsed)
         for name, new in vectors.items():
             if self.shared == name:
                 self.vectors[name][0] = new[0].detach().cpu()
@@ -125,8 +135,7 @@ class _Best:
                 self.vectors[name][rows] = new.detach().cpu()
 
     def fit(self):
-        return Fit(self.vectors, self.accuracy, self.loss, self.margin, self.steps, self.total_steps,
-                   self.elapsed, self.seed, self.status, time.perf_counter() - self.started, self.trajectory)
+        return Fit(self.vectors, self.outcomes, time.perf_counter() - self.started, self.trajectory)
 
 
 def _init(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> dict[str, torch.Tensor]:
@@ -135,62 +144,70 @@ def _init(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> 
     g = torch.Generator().manual_seed(seed)
     start = {name: torch.randn(*shape, lm.d_model, generator=g) * scale for name, shape in shapes.items()}
     if recipe.init == "start" and "e" in start:
-        with torch.no_grad():
-            start["e"] = lm.embed(torch.tensor([lm.start_id]))[0].float().cpu()
+        start["e"] = lm.start_embedding()
     return {name: v.expand(rows[name], *v.shape).clone().to(lm.device).requires_grad_() for name, v in start.items()}
 
 
 def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=None):
-    """One seed on ``rows``: AdamW on their vectors (from ``begin`` if given) until each group stops."""
+    """One seed on ``rows``: the recipe's optimiser on their vectors (from ``begin`` if given)
+    until each group stops."""
+    # the trainable vectors: one row per text, or one row for a shared vector
     if begin is None:
         params = _init(lm, recipe, seed, layout.vectors, {n: 1 if n == shared else len(rows) for n in layout.vectors})
     else:
         params = {n: v.detach().float().clone().to(lm.device).requires_grad_() for n, v in begin.items()}
-    adam = _AdamW(list(params.values()), recipe)
+    optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
     active = list(range(len(rows)))  # positions in ``rows``
     groups = [active] if shared else [[a] for a in active]
     record = {g[0]: (-1.0, 0) for g in groups}  # group -> (best accuracy this seed, step it was reached)
     bar = tqdm(total=recipe.max_steps, disable=not progress, leave=False, dynamic_ncols=True,
                desc=f"seed {seed}" if progress else None)
     for step in range(recipe.max_steps + 1):
+        # forward: the active texts only
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
-        objective, ce, acc, margin = evaluate(lm, layout, vectors, [targets[rows[a]] for a in active],
-                                               recipe.first_weight)
-        finite = torch.isfinite(objective.detach())
-        stats = ce.tolist(), acc.tolist(), margin.tolist()
+        scores = evaluate(lm, layout, vectors, [targets[rows[a]] for a in active], recipe.first_weight)
+        finite = torch.isfinite(scores.objective.detach())
+        loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
         for k, a in enumerate(active):
-            best.total_steps[rows[a]] += 1 if step else 0
+            best.outcomes[rows[a]].total_steps += 1 if step else 0
             if best.trajectory:
-                best.trajectory[rows[a]].append((seed, step, stats[0][k], stats[1][k]))
+                best.trajectory[rows[a]].append((seed, step, loss[k], acc[k]))
+        # bookkeeping per group: keep its best state; stop it when solved, stalled or failed
         stopped = set()
         for group in (g for g in groups if g[0] in active):
             ks = [active.index(a) for a in group]
             if not all(finite[k] for k in ks):
                 for a in group:
-                    best.status[rows[a]] = "failed"
+                    best.outcomes[rows[a]].status = FAILED
                 stopped.update(group)
                 continue
-            solved = all(stats[1][k] == 1.0 and stats[2][k] >= recipe.margin for k in ks)
+            solved = all(_solved(acc[k], margin[k], recipe) for k in ks)
             best.offer([rows[a] for a in group], {n: v[ks] for n, v in vectors.items()},
-                       *([s[k] for k in ks] for s in stats), step, seed, solved)
-            accuracy = sum(stats[1][k] for k in ks)
+                       *([s[k] for k in ks] for s in (loss, acc, margin)), step, seed, solved)
+            accuracy = sum(acc[k] for k in ks)
             if accuracy > record[group[0]][0]:
                 record[group[0]] = accuracy, step
             stalled = recipe.patience is not None and step - record[group[0]][1] >= recipe.patience
             if solved or stalled:
                 stopped.update(group)
         if progress:
-            bar.set_postfix(loss=f"{float(ce[finite].mean()) if finite.any() else math.nan:.3f}",
-                            acc=f"{float(acc.mean()):.3f}", active=len(active) - len(stopped), refresh=False)
+            bar.set_postfix(loss=f"{float(scores.loss[finite].mean()) if finite.any() else math.nan:.3f}",
+                            acc=f"{float(scores.accuracy.mean()):.3f}", active=len(active) - len(stopped), refresh=False)
         if step == recipe.max_steps or len(stopped) == len(active):
             break
+        # backward and update, for the texts still going
         keep = [k for k, a in enumerate(active) if a not in stopped]
-        objective[keep].sum().backward()
-        adam.step([_param_rows(idx[keep], p).unique() for p in params.values()])
+        scores.objective[keep].sum().backward()
+        optimizer.step([_param_rows(idx[keep], p).unique() for p in params.values()])
         active = [active[k] for k in keep]
         bar.update()
     bar.close()
+
+
+def _solved(accuracy: float, margin: float, recipe: Recipe) -> bool:
+    """The one test of a text being reconstructed: every target leads, by the recipe's margin."""
+    return accuracy == 1.0 and margin >= recipe.margin
 
 
 def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
@@ -198,7 +215,8 @@ def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     return idx if param.shape[0] > 1 else torch.zeros_like(idx)
 
 
-def evaluate(lm, layout, vectors, targets, first_weight=1.0):
+def evaluate(lm: FrozenLM, layout: Arrangement, vectors: dict[str, torch.Tensor], targets: list[list[int]],
+             first_weight: float = 1.0) -> Scores:
     """Per text, from one forward pass: the objective (mean cross-entropy with the first target
     weighted by ``first_weight``), the plain mean cross-entropy, accuracy and smallest margin."""
     z = layout.inputs(vectors, targets, lm)
@@ -207,7 +225,7 @@ def evaluate(lm, layout, vectors, targets, first_weight=1.0):
     for k, ids in enumerate(targets):
         t[k, : len(ids)] = torch.tensor(ids)
     t = t.to(z.device)
-    logits = lm.logits(z)[:, layout.offset: layout.offset + width].float()
+    logits = lm.logits(z)[:, layout.outputs(width)].float()
     valid = t != IGNORE
     ce = F.cross_entropy(logits.transpose(1, 2), t, ignore_index=IGNORE, reduction="none")
     weighted = torch.cat([ce[:, :1] * first_weight, ce[:, 1:]], dim=1) if first_weight != 1.0 else ce
@@ -220,29 +238,4 @@ def evaluate(lm, layout, vectors, targets, first_weight=1.0):
         runner_up = torch.where(right >= top2[..., 0], top2[..., 1], top2[..., 0])
         lead = (right - runner_up).masked_fill(~valid, math.inf)
         acc = ((lead > 0) & valid).sum(1) / n
-    return weighted.sum(1) / n, mean_ce, acc, lead.min(1).values
-
-
-class _AdamW:
-    """AdamW with a step count per row, so that frozen rows get no update, decay or momentum."""
-
-    def __init__(self, params: list[torch.Tensor], recipe: Recipe):
-        self.params, self.recipe = params, recipe
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
-        self.t = [torch.zeros(p.shape[0], *[1] * (p.dim() - 1), device=p.device) for p in params]
-
-    @torch.no_grad()
-    def step(self, rows_per_param: list[torch.Tensor]):
-        r = self.recipe
-        b1, b2 = r.betas
-        for p, ea, eas, t, rows in zip(self.params, self.exp_avg, self.exp_avg_sq, self.t, rows_per_param):
-            g = p.grad[rows]
-            t[rows] += 1
-            tr = t[rows]
-            lr = torch.tensor([r.lr_at(int(s)) for s in tr.flatten().tolist()], device=p.device).view_as(tr)
-            ea[rows] = ea[rows] * b1 + g * (1 - b1)
-            eas[rows] = eas[rows] * b2 + g * g * (1 - b2)
-            denom = (eas[rows] / (1 - b2 ** tr)).sqrt() + r.eps
-            p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * (ea[rows] / (1 - b1 ** tr)) / denom
-            p.grad = None
+    return Scores(weighted.sum(1) / n, mean_ce, acc, lead.min(1).values)

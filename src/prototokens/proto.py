@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import PrototokensError
 from .layout import LAYOUTS
+from .outcome import Outcome
 
 FORMAT = "prototokens"
 FORMAT_VERSION = 1
@@ -29,19 +30,16 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-@dataclass
-class TextRecord:
-    """What was encoded for one text and how well."""
+@dataclass(kw_only=True)
+class TextRecord(Outcome):
+    """What was encoded for one text, and how well (its :class:`~prototokens.outcome.Outcome`)."""
 
     target_ids: list[int]
     text_sha256: str
-    accuracy: float
-    loss: float
-    margin: float
-    steps: int
-    total_steps: int
-    seed: int
-    status: str
+
+    @classmethod
+    def of(cls, outcome: Outcome, target_ids: list[int], text_sha256: str) -> "TextRecord":
+        return cls(**asdict(outcome), target_ids=target_ids, text_sha256=text_sha256)
 
     @property
     def n_tokens(self) -> int:
@@ -130,7 +128,7 @@ class ProtoTokens:
                              f"this prototokens reads {FORMAT!r} version {FORMAT_VERSION}")
         texts = []
         for t in meta["texts"]:
-            record = TextRecord(**{k: t[k] for k in TextRecord.__dataclass_fields__})
+            record = TextRecord(**{f.name: t[f.name] for f in fields(TextRecord) if f.name in t})
             if t["n_tokens"] != record.n_tokens or not all(isinstance(i, int) for i in record.target_ids):
                 raise ValueError("target ids do not match n_tokens")
             texts.append(record)

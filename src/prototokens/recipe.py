@@ -1,11 +1,18 @@
-"""Optimiser recipes: the paper's, kept as a preset, and our default."""
+"""Optimiser recipes: the paper's, kept as a preset, and our default.
+
+A preset carries a version, and whatever records a recipe (run folders, proto files) records its
+version with it: when a preset changes, its version goes up, so results made with the old one
+keep their meaning. Records written before recipes carried versions (or an optimiser name) read
+as the fields they hold, and the defaults for the fields they lack.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from .errors import PrototokensError
+from .optimizers import OPTIMIZERS
 
 INITS = ("normal", "embedding-std", "start")
 SCHEDULES = ("constant", "cosine")
@@ -30,8 +37,12 @@ class Recipe:
     first_weight: float = 1.0  # weight of the first target's cross-entropy in the text's loss
     patience: int | None = None  # give up a seed after this many steps without a better accuracy
     eps: float = 1e-8
+    optimizer: str = "adamw"  # a name in optimizers.OPTIMIZERS
+    version: int = 1  # of the preset ``name``; raised whenever a preset's values change
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise PrototokensError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.init not in INITS:
             raise PrototokensError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
         if self.schedule not in SCHEDULES:
@@ -65,13 +76,34 @@ class Recipe:
         """The recipe :meth:`to_dict` wrote (e.g. the ``recipe`` of a run folder's settings)."""
         return cls(**fields | {"betas": tuple(fields["betas"])})
 
+    @property
+    def label(self) -> str:
+        """Name and version, as reports print it: ``fast v2``."""
+        return label(self.to_dict())
+
+
+def label(recipe: dict) -> str:
+    """A recorded recipe's name and version; the name alone for records older than versions."""
+    return f"{recipe['name']} v{recipe['version']}" if "version" in recipe else recipe["name"]
+
+
+def same_recipe(a: dict, b: dict) -> bool:
+    """Whether two recorded recipes are one: a field a record lacks (written before the field
+    existed) counts as its default, and the version counts only when both records name one."""
+    defaults = {f.name: f.default for f in fields(Recipe) if f.default is not MISSING and f.name != "version"}
+    a, b = defaults | a, defaults | b
+    if "version" not in a or "version" not in b:
+        a, b = ({k: v for k, v in d.items() if k != "version"} for d in (a, b))
+    return a == b
+
 
 RECIPES = {
     "paper": Recipe("paper", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000, init="normal"),
     # Kuratov et al.'s settings for the cramming baseline (the optimiser of the paper, randn * std init)
     "cramming": Recipe("cramming", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000,
                        init="embedding-std", patience=2000),
-    "fast": Recipe("fast", lr=3e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
+    # v1 had lr 1e-2 (results/studies were made with it); v2: lr 3e-2
+    "fast": Recipe("fast", version=2, lr=3e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
                    init="start", schedule="cosine", first_weight=4.0, patience=200),
 }
 DEFAULT_RECIPE = "fast"

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from .errors import PrototokensError
+from .recipe import same_recipe
 
 
 def key_of(*parts) -> str:
@@ -28,8 +29,8 @@ class RunFolder:
         run = self.folder / "run.json"
         if run.exists():
             old = json.loads(run.read_text())
-            if old != json.loads(json.dumps(settings)):
-                changed = sorted(k for k in old.keys() | settings.keys() if old.get(k) != settings.get(k))
+            changed = _changed(old, json.loads(json.dumps(settings)))
+            if changed:
                 raise PrototokensError(
                     f"{self.folder} holds a run with other settings ({', '.join(changed)} differ); "
                     "use another folder, or the same settings to resume")
@@ -51,6 +52,17 @@ class RunFolder:
             os.fsync(f.fileno())
         self.records.append(record)
         self.done.add(record["key"])
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    """The settings that differ; a recipe is compared as :func:`~prototokens.recipe.same_recipe`
+    does, so folders written before recipes carried a version or an optimiser still resume."""
+    def differs(k):
+        if k == "recipe" and isinstance(old.get(k), dict) and isinstance(new.get(k), dict):
+            return not same_recipe(old[k], new[k])
+        return old.get(k) != new.get(k)
+
+    return sorted(k for k in old.keys() | new.keys() if differs(k))
 
 
 def _drop_partial_last_line(path: Path) -> None:

@@ -111,13 +111,11 @@ def unit(lm, run_folder, batch, n, seed, shared, recipe, layout, progress) -> li
     targets = [t.target_ids[:n] for t, _ in todo]
     crammed = cramming.evaluate(lm, fit, targets) if isinstance(layout, Cramming) else None
     records = []
-    for i, ((t, key), target) in enumerate(zip(todo, targets)):
+    for i, ((t, key), target, outcome) in enumerate(zip(todo, targets, fit.outcomes)):
         nats = h_lm(lm, target)
-        record = {
-            "key": key, "text": t.id, "length": n, "seed": seed, "group": group, "accuracy": fit.accuracy[i],
-            "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats),
-            "steps": fit.steps[i], "total_steps": fit.total_steps[i], "status": fit.status[i],
-            "loss": fit.loss[i], "seconds": seconds, "batch": len(todo), "meta": t.meta}
+        record = outcome.to_dict() | {
+            "key": key, "text": t.id, "length": n, "seed": seed, "group": group,
+            "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats), "seconds": seconds, "batch": len(todo), "meta": t.meta}
         if crammed:  # what counts is what free-running generation reconstructs
             record |= crammed[i] | {"accuracy": crammed[i]["greedy_accuracy"]}
         records.append(record | {"c_tokens": round(record["accuracy"] * n)})

@@ -51,7 +51,7 @@ def accuracy_at(lm: FrozenLM, layout, points: torch.Tensor, targets: list[list[i
     """Token accuracy of one forward pass at each row's (e, m)."""
     with torch.inference_mode():
         points = points.to(lm.device)
-        return evaluate(lm, layout, {"e": points[:, 0], "m": points[:, 1]}, targets)[2].tolist()
+        return evaluate(lm, layout, {"e": points[:, 0], "m": points[:, 1]}, targets).accuracy.tolist()
 
 
 def run(lm: FrozenLM, targets: list[list[int]], folder, *, text_ids: list[str], source: str,
@@ -99,7 +99,7 @@ def _train_control(lm, layout, p1, p2, targets, steps, lr, progress) -> torch.Te
     for _ in tqdm(range(steps), disable=not progress, desc="control points", leave=False):
         t = torch.rand(len(targets), generator=g).to(lm.device)
         point = bezier(p1, c, p2, t)
-        objective = evaluate(lm, layout, {"e": point[:, 0], "m": point[:, 1]}, targets)[0]
+        objective = evaluate(lm, layout, {"e": point[:, 0], "m": point[:, 1]}, targets).objective
         adam.zero_grad()
         objective.sum().backward()
         adam.step()

@@ -26,7 +26,7 @@ COMBINATIONS = ["e", "m", "e m", "start e", "start e m", "e m m m m"]
 def inputs(lm: FrozenLM, proto: ProtoTokens, i: int, combination: str) -> torch.Tensor:
     """(K, d) embeddings of a combination such as "start e m" for text ``i``."""
     e, m = proto.vectors(i)
-    parts = {"e": e, "m": m, "start": lm.embed(torch.tensor([lm.start_id]))[0].detach().float().cpu()}
+    parts = {"e": e, "m": m, "start": lm.start_embedding()}
     return torch.stack([parts[name] for name in combination.split()])
 
 

@@ -1,0 +1,67 @@
+"""The optimisers a recipe can name, in one registry.
+
+An optimiser is built from the trainable tensors (one row per text, or one row for a vector the
+batch shares) and the recipe; ``step(rows)`` updates, for each tensor, only the given rows from
+their ``.grad`` and then clears the gradients. Rows left out (texts that stopped) keep their
+value, their moments and their step count, so a text's run does not depend on its batch.
+
+Adding an optimiser: a class or function with that signature, and one line in ``OPTIMIZERS``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Protocol
+
+import torch
+
+from .errors import PrototokensError
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
+
+
+class RowOptimizer(Protocol):
+    def step(self, rows_per_param: list[torch.Tensor]) -> None:
+        """Update the given rows of each parameter from its gradient, then clear the gradients."""
+
+
+class RowAdamW:
+    """AdamW with a step count per row, so that frozen rows get no update, decay or momentum.
+
+    Written by hand, not torch.optim.AdamW: every committed result was made with it, and torch's
+    AdamW (one tensor per text) rounds its update in another order, so reruns would not give the
+    same records. The learning rate is the recipe's schedule at each row's own step.
+    """
+
+    def __init__(self, params: list[torch.Tensor], recipe: "Recipe"):
+        self.params, self.recipe = params, recipe
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.t = [torch.zeros(p.shape[0], *[1] * (p.dim() - 1), device=p.device) for p in params]
+
+    @torch.no_grad()
+    def step(self, rows_per_param: list[torch.Tensor]) -> None:
+        r = self.recipe
+        b1, b2 = r.betas
+        for p, ea, eas, t, rows in zip(self.params, self.exp_avg, self.exp_avg_sq, self.t, rows_per_param):
+            g = p.grad[rows]
+            t[rows] += 1
+            tr = t[rows]
+            lr = torch.tensor([r.lr_at(int(s)) for s in tr.flatten().tolist()], device=p.device).view_as(tr)
+            ea[rows] = ea[rows] * b1 + g * (1 - b1)
+            eas[rows] = eas[rows] * b2 + g * g * (1 - b2)
+            denom = (eas[rows] / (1 - b2 ** tr)).sqrt() + r.eps
+            p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * (ea[rows] / (1 - b1 ** tr)) / denom
+            p.grad = None
+
+
+OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], "Recipe"], RowOptimizer]] = {
+    "adamw": RowAdamW,
+}
+
+
+def get_optimizer(name: str) -> Callable[[list[torch.Tensor], "Recipe"], RowOptimizer]:
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise PrototokensError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}") from None
