@@ -100,6 +100,7 @@ def test_strip_boilerplate_cuts_gutenberg_header_licence_and_control_marks():
     assert strip_boilerplate(preamble, "plrabn12") == "Book I\n\nOf Man's first\n"
 
 
+@pytest.mark.network
 def test_each_collection_gives_clean_books():
     assert len(BOOKS) == 4 + 37 + 6 and len(set(BOOKS)) == len(BOOKS)
     assert book_text("austen-pride-and-prejudice").startswith("PRIDE AND PREJUDICE By Jane Austen Chapter 1 "
@@ -135,6 +136,8 @@ def lm():
     return load_model(device="cpu")
 
 
+@pytest.mark.slow
+@pytest.mark.network
 def test_book_passages_are_exact_reproducible_and_located(lm):
     passages = sample_passages(lm, "books", n_texts=4, n_tokens=32, seed=3, context_tokens=16)
     assert [p.to_dict() for p in passages] == [p.to_dict() for p in sample_passages(lm, "books", 4, 32, 3, 16)]
@@ -150,6 +153,8 @@ def test_book_passages_are_exact_reproducible_and_located(lm):
         assert json.loads(json.dumps(p.to_dict()))["target_ids"] == p.target_ids
 
 
+@pytest.mark.slow
+@pytest.mark.network
 def test_passages_differ_by_seed_and_extend_with_length_and_count(lm):
     short = sample_passages(lm, "books:austen,alice29", n_texts=3, n_tokens=8, seed=0)
     long = sample_passages(lm, "books:austen,alice29", n_texts=4, n_tokens=24, seed=0)
@@ -160,11 +165,14 @@ def test_passages_differ_by_seed_and_extend_with_length_and_count(lm):
     assert [p.char_offset for p in other] != [p.char_offset for p in short]
 
 
+@pytest.mark.slow
+@pytest.mark.network
 def test_legacy_passage_still_cuts_exact_lengths(lm):
     ids = passage(lm, book_text("alice29"), 32, start_char=1000)
     assert len(ids) == 32 and lm.detokenize(ids)[0].isupper()
 
 
+@pytest.mark.slow
 def test_random_words_come_from_the_top_100k(lm):
     passages = sample_passages(lm, "random", n_texts=3, n_tokens=40, seed=5)
     assert passages == sample_passages(lm, "random", 3, 40, 5)
@@ -178,6 +186,8 @@ def test_random_words_come_from_the_top_100k(lm):
         assert any(w.startswith(words[-1]) for w in vocabulary)
 
 
+@pytest.mark.slow
+@pytest.mark.network
 def test_user_txt_and_jsonl_texts(lm, tmp_path):
     txt = tmp_path / "story.txt"
     txt.write_text(book_text("alice29")[:5000], encoding="utf-8")
@@ -198,10 +208,10 @@ def test_user_txt_and_jsonl_texts(lm, tmp_path):
         sample_passages(lm, "books:dickens", 1, 16)
 
 
-def test_a_hub_dataset_without_the_datasets_package_is_a_clear_error(lm, monkeypatch):
+def test_a_hub_dataset_without_the_datasets_package_is_a_clear_error(tiny, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(PrototokensError, match="pip install datasets"):
-        sample_passages(lm, "hf:wikitext:wikitext-2-raw-v1", 1, 16)
+        sample_passages(tiny, "hf:wikitext:wikitext-2-raw-v1", 1, 16)
 
 
 def test_generation_is_seeded_and_exact(tiny):
@@ -212,6 +222,7 @@ def test_generation_is_seeded_and_exact(tiny):
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_generated_targets_continue_the_book_contexts(lm):
     (book,) = sample_passages(lm, "books:austen", n_texts=1, n_tokens=8, seed=0, context_tokens=16)
     (gen,) = sample_passages(lm, "generated:austen", n_texts=1, n_tokens=8, seed=0, context_tokens=16)

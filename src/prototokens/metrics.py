@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ def c_tokens(predicted: list[int], target: list[int]) -> int:
 
 
 def token_accuracy(predicted: list[int], target: list[int]) -> float:
+    """Share of the target's positions predicted right (a longer prediction's tail is not scored)."""
     return c_tokens(predicted, target) / len(target)
 
 
@@ -28,6 +30,11 @@ def h_lm(lm: FrozenLM, ids: list[int]) -> float:
     x = torch.tensor([[lm.start_id, *ids]], device=lm.device)
     logits = lm.logits(lm.embed(x))[0, :-1].float()
     return float(F.cross_entropy(logits, x[0, 1:], reduction="sum"))
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value), as tables report ``a ± b``."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def nats_to_bits(nats: float) -> float:

@@ -111,13 +111,18 @@ class FrozenLM:
         return self.model(inputs_embeds=inputs_embeds.to(self.dtype), use_cache=False).logits
 
     @torch.inference_mode()
+    def greedy_batch(self, inputs_embeds: torch.Tensor, n_tokens: int) -> torch.Tensor:
+        """(B, n_tokens) ids by free-running greedy generation after each row of embeddings
+        (B, K, d), with a KV cache: the one way this package generates autoregressively."""
+        embeds = inputs_embeds.to(self.device, self.dtype)
+        mask = torch.ones(embeds.shape[:2], device=self.device, dtype=torch.long)
+        out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=n_tokens,
+                                  min_new_tokens=n_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id or 0)
+        return out[:, -n_tokens:]
+
     def greedy(self, inputs_embeds: torch.Tensor, n_tokens: int) -> list[int]:
         """``n_tokens`` ids by free-running greedy generation after the embeddings (K, d), KV cached."""
-        embeds = inputs_embeds[None].to(self.device, self.dtype)
-        out = self.model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], device=self.device, dtype=torch.long),
-                                  max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False,
-                                  pad_token_id=self.tokenizer.pad_token_id or 0)
-        return out[0, -n_tokens:].tolist()
+        return self.greedy_batch(inputs_embeds[None], n_tokens)[0].tolist()
 
     @cached_property
     def embedding_std(self) -> float:

@@ -27,13 +27,9 @@ def _seconds(fn, repeats: int) -> list[float]:
     return times
 
 
-@torch.inference_mode()
 def greedy_generate(lm: FrozenLM, n_tokens: int, batch: int = 1) -> torch.Tensor:
     """N new tokens by greedy decoding with a KV cache, from the document-start token."""
-    ids = torch.full((batch, 1), lm.start_id, device=lm.device)
-    return lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_tokens,
-                             min_new_tokens=n_tokens, do_sample=False, use_cache=True,
-                             pad_token_id=lm.tokenizer.pad_token_id or 0)
+    return lm.greedy_batch(lm.start_embedding().expand(batch, 1, -1), n_tokens)
 
 
 def time_decode(lm: FrozenLM, proto: ProtoTokens, repeats: int = 5) -> dict:

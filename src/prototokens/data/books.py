@@ -105,6 +105,11 @@ def book_path(name: str) -> Path:
     return folder / f"{name}.txt"
 
 
+def fold(text: str) -> str:
+    """Whitespace folded to single spaces, as passages' offsets count it."""
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def book_text(name: str) -> str:
     """The whole book, whitespace folded to single spaces."""
-    return re.sub(r"\s+", " ", book_path(name).read_text(encoding="utf-8")).strip()
+    return fold(book_path(name).read_text(encoding="utf-8"))

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import PrototokensError
 from ..model import FrozenLM
-from .books import BOOKS, COLLECTIONS, book_text
+from .books import BOOKS, COLLECTIONS, book_text, fold
 from .user import user_texts
 from .words import random_words
 
@@ -48,11 +48,6 @@ class Passage:
     def to_dict(self) -> dict:
         """A JSON-ready record."""
         return asdict(self)
-
-
-def fold(text: str) -> str:
-    """Whitespace folded to single spaces, as passages' offsets count it."""
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def sample_passages(lm: FrozenLM, source: str, n_texts: int, n_tokens: int, seed: int = 0,

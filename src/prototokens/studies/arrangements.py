@@ -6,10 +6,10 @@ below the study's folder, so each layout resumes on its own.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from ..layout import LAYOUTS
+from ..metrics import mean_std
 from ..model import FrozenLM
 from ..recipe import DEFAULT_RECIPE, Recipe
 from ..records import RunFolder
@@ -46,7 +46,6 @@ def table(runs: dict[str, list[dict]]) -> str:
                 if r["length"] == n:
                     best[r["text"]] = max(best.get(r["text"], 0.0), r["accuracy"])
             values = list(best.values())
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.2f} ± {std:.2f}" if values else "-")
+            cells.append("{:.2f} ± {:.2f}".format(*mean_std(values)) if values else "-")
         lines.append(f"| {layout} | {LAYOUTS[layout].pattern} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import statistics
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from ..data import generate_continuation, sample_passages
 from ..encode import encode_ids
 from ..layout import DEFAULT_LAYOUT
+from ..metrics import mean_std
 from ..model import FrozenLM
 from ..recipe import DEFAULT_RECIPE, Recipe
 from ..similarity import minilm_cosine, tfidf_cosine
@@ -93,9 +93,7 @@ def measure(lm: FrozenLM, points: list[tuple]) -> dict:
 
 
 def _mean_std(values: list[float]) -> list[float] | None:
-    if not values:
-        return None
-    return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)]
+    return [*mean_std(values), len(values)] if values else None
 
 
 def table(result: dict) -> str:

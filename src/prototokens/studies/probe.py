@@ -15,6 +15,7 @@ from collections import Counter
 import torch
 
 from ..errors import PrototokensError
+from ..metrics import token_accuracy
 from ..model import FrozenLM
 from ..proto import ProtoTokens
 from ..records import RunFolder, key_of
@@ -57,15 +58,11 @@ def run(lm: FrozenLM, proto: ProtoTokens, folder, *, combinations: list[str] = l
             x = minilm_embeddings(texts)
             run_folder.append({
                 "key": key, "text": i, "combination": combination, "written": texts[0], "target": texts[1],
-                "matched": {"accuracy": _accuracy(written, target), "f1": token_f1(written, target),
+                "matched": {"accuracy": token_accuracy(written, target), "f1": token_f1(written, target),
                             "minilm": float(x[0] @ x[1])},
-                "mismatched": {"accuracy": _accuracy(written, other), "f1": token_f1(written, other),
+                "mismatched": {"accuracy": token_accuracy(written, other), "f1": token_f1(written, other),
                                "minilm": float(x[0] @ x[2])}})
     return run_folder
-
-
-def _accuracy(a: list[int], b: list[int]) -> float:
-    return sum(x == y for x, y in zip(a, b)) / max(len(a), len(b))
 
 
 def table(records: list[dict]) -> str:

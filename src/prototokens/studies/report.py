@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..errors import PrototokensError
+from ..metrics import mean_std
 from ..records import read_records
 from .capacity import THRESHOLD
 
@@ -51,10 +52,7 @@ def capacities(records: list[dict], accuracy: str = "accuracy") -> dict[str, dic
 
 
 def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.0f} ± {std:.0f}"
+    return "{:.0f} ± {:.0f}".format(*mean_std(values)) if values else "-"
 
 
 def label(settings: dict) -> str:
