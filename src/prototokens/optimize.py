@@ -26,12 +26,13 @@ from tqdm.auto import tqdm
 
 from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, Arrangement, resolve_layout
-from .model import FrozenLM
+from .model import DTYPES, FrozenLM
 from .optimizers import get_optimizer
 from .outcome import FAILED, SOLVED, UNSOLVED, Outcome
 from .recipe import DEFAULT_RECIPE, Recipe, get_recipe
 
 IGNORE = -100
+RECHECK = 10  # steps between two checks of a group that is exact in the compute dtype but not in another
 
 
 @dataclass
@@ -157,6 +158,9 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     else:
         params = {n: v.detach().float().clone().to(lm.device).requires_grad_() for n, v in begin.items()}
     optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
+    compute = lm.in_dtype(recipe.dtype)
+    checks = [lm.in_dtype(d) for d in recipe.check_dtypes if DTYPES[d] != compute.dtype]
+    next_check = {}  # group -> first step at which its decode is checked again after a miss
     active = list(range(len(rows)))  # positions in ``rows``
     groups = [active] if shared else [[a] for a in active]
     record = {g[0]: (-1.0, 0) for g in groups}  # group -> (best accuracy this seed, step it was reached)
@@ -166,7 +170,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         # forward: the active texts only
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
-        scores = evaluate(lm, layout, vectors, [targets[rows[a]] for a in active], recipe.first_weight)
+        scores = evaluate(compute, layout, vectors, [targets[rows[a]] for a in active], recipe.first_weight)
         finite = torch.isfinite(scores.objective.detach())
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
         for k, a in enumerate(active):
@@ -183,6 +187,15 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
                 stopped.update(group)
                 continue
             solved = all(_solved(acc[k], margin[k], recipe) for k in ks)
+            if solved and checks:  # exact in the compute dtype; is it in every dtype it must decode in?
+                found = None
+                if step >= next_check.get(group[0], 0):
+                    found = _margins_everywhere(checks, layout, {n: v[ks].detach() for n, v in vectors.items()},
+                                                [targets[rows[a]] for a in group], recipe)
+                    next_check[group[0]] = step + RECHECK
+                solved = found is not None
+                for k, g in zip(ks, found or []):
+                    margin[k] = min(margin[k], g)
             best.offer([rows[a] for a in group], {n: v[ks] for n, v in vectors.items()},
                        *([s[k] for k in ks] for s in (loss, acc, margin)), step, seed, solved)
             accuracy = sum(acc[k] for k in ks)
@@ -203,6 +216,21 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         active = [active[k] for k in keep]
         bar.update()
     bar.close()
+
+
+@torch.no_grad()
+def _margins_everywhere(checks: list[FrozenLM], layout: Arrangement, vectors: dict, targets: list[list[int]],
+                        recipe: Recipe) -> list[float] | None:
+    """Each text's smallest margin over one forward pass of every model in ``checks``, or None
+    if any of them misses a target or the recipe's margin."""
+    found = None
+    for lm in checks:
+        scores = evaluate(lm, layout, vectors, targets)
+        margins = scores.margin.tolist()
+        if not all(_solved(a, g, recipe) for a, g in zip(scores.accuracy.tolist(), margins)):
+            return None
+        found = margins if found is None else [min(a, b) for a, b in zip(found, margins)]
+    return found
 
 
 def _solved(accuracy: float, margin: float, recipe: Recipe) -> bool:

@@ -12,6 +12,7 @@ import math
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from .errors import PrototokensError
+from .model import DTYPES
 from .optimizers import OPTIMIZERS
 
 INITS = ("normal", "embedding-std", "start")
@@ -39,10 +40,20 @@ class Recipe:
     eps: float = 1e-8
     optimizer: str = "adamw"  # a name in optimizers.OPTIMIZERS
     version: int = 1  # of the preset ``name``; raised whenever a preset's values change
+    # weights the forward and backward run in (e and m stay float32): "bfloat16" costs about
+    # half a float32 step on CPUs with bf16 units and far less on GPUs
+    dtype: str = "float32"
+    # a text counts as solved only when one forward pass in each of these weight dtypes writes
+    # it exactly, with every target leading by ``margin`` there too, so its file decodes the
+    # same in float32 and bfloat16
+    check_dtypes: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise PrototokensError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        for dtype in (self.dtype, *self.check_dtypes):
+            if dtype not in DTYPES:
+                raise PrototokensError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
         if self.init not in INITS:
             raise PrototokensError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
         if self.schedule not in SCHEDULES:
@@ -69,12 +80,12 @@ class Recipe:
         return replace(self, name=self.name if self.name.endswith("+custom") else f"{self.name}+custom", **changes)
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"betas": list(self.betas)}  # as JSON gives it back
+        return asdict(self) | {"betas": list(self.betas), "check_dtypes": list(self.check_dtypes)}  # as JSON gives it back
 
     @classmethod
     def from_dict(cls, fields: dict) -> "Recipe":
         """The recipe :meth:`to_dict` wrote (e.g. the ``recipe`` of a run folder's settings)."""
-        return cls(**fields | {"betas": tuple(fields["betas"])})
+        return cls(**fields | {"betas": tuple(fields["betas"]), "check_dtypes": tuple(fields.get("check_dtypes", ()))})
 
     @property
     def label(self) -> str:
@@ -90,7 +101,8 @@ def label(recipe: dict) -> str:
 def same_recipe(a: dict, b: dict) -> bool:
     """Whether two recorded recipes are one: a field a record lacks (written before the field
     existed) counts as its default, and the version counts only when both records name one."""
-    defaults = {f.name: f.default for f in fields(Recipe) if f.default is not MISSING and f.name != "version"}
+    defaults = {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+                for f in fields(Recipe) if f.default is not MISSING and f.name != "version"}
     a, b = defaults | a, defaults | b
     if "version" not in a or "version" not in b:
         a, b = ({k: v for k, v in d.items() if k != "version"} for d in (a, b))

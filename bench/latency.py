@@ -1,0 +1,150 @@
+"""Encode latency in fp32-step equivalents, the measure of the speed target: each text encoded
+alone from the CLI (`prototokens encode TEXT -o F`, default threads), wall time from the
+command's start to its saved file, divided by the time of one fp32 forward and backward of one
+text at the same N with the same threads, measured in this run just before and after each
+encode (median of 5 after a warm-up). Each file is then decoded in float32 and in bfloat16.
+
+    .venv/bin/python bench/latency.py [--n 64] [--texts books:3,generated:3,heldout:3]
+                                      [--recipe fast] [--throughput 1,4,8] [--out bench/results]
+
+`heldout` are passages written for this benchmark, never part of a data source here.
+`--throughput` also encodes all the texts in one CLI call per batch size (`--jsonl`,
+`--batch-size B`) and reports texts per hour. A recipe may carry CLI options after a colon,
+e.g. `paper:--layout em --steps 2000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import prototokens as pt
+from prototokens.data import sample_passages
+from prototokens.optimize import evaluate
+
+HELDOUT = [
+    "The harbour master kept a ledger of every ship that entered the bay, noting its cargo, its crew and "
+    "the weather on the morning it arrived. Over forty years the ledger grew into six volumes, and the "
+    "town library now keeps them in a glass case beside the old brass telescope he used.",
+    "Glaciers move because ice under pressure behaves like a very slow liquid. Near the bed, meltwater "
+    "lubricates the contact with rock, and the whole mass slides downhill a few centimetres a day, "
+    "grinding the valley floor into the fine grey flour that colours mountain rivers in summer.",
+    "When the bakery on the corner closed, the neighbours organised a rota to keep its ovens warm "
+    "through the winter. Each family baked on a different night, and by spring the street had learned "
+    "twelve kinds of bread, a sourdough starter had been named, and nobody wanted the shop to reopen.",
+]
+
+
+def texts_for(lm, spec: str, n: int) -> list[tuple[str, str]]:
+    """(name, text) pairs: each source's passages cut to n tokens and detokenised."""
+    out = []
+    for part in spec.split(","):
+        source, _, k = part.rpartition(":")
+        if source == "heldout":
+            ids = [lm.tokenize(t)[:n] for t in HELDOUT[: int(k)]]
+        else:
+            ids = [p.target_ids for p in sample_passages(lm, source, int(k), n, seed=0)]
+        out += [(f"{source}-{i}", lm.detokenize(t)) for i, t in enumerate(ids)]
+    return out
+
+
+def fp32_step_seconds(lm, n: int, repeats: int = 5) -> float:
+    """Median time of one forward and backward of one text of n tokens, default layout."""
+    layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
+    times = []
+    for _ in range(repeats + 1):
+        e, m = (torch.randn(1, lm.d_model, requires_grad=True) for _ in range(2))
+        started = time.perf_counter()
+        evaluate(lm, layout, {"e": e * 0.1, "m": m * 0.1}, [list(range(5, 5 + n))])[0].sum().backward()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+
+
+def cli(*args) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "prototokens.cli", *map(str, args)], capture_output=True, text=True)
+    return time.perf_counter() - started, done
+
+
+def decodes(models: dict, path: Path) -> dict:
+    """Per dtype: exact decode of every text, and the smallest margin of the right logit."""
+    out = {}
+    for dtype, lm in models.items():
+        proto = pt.load(path, lm)
+        layout = pt.get_layout(proto.layout)
+        rows = [proto.vectors(i) for i in range(len(proto))]
+        result = evaluate(lm, layout, {"e": torch.stack([e for e, _ in rows]), "m": torch.stack([m for _, m in rows])},
+                          [t.target_ids for t in proto.texts])
+        out[dtype] = {"exact": [a == 1.0 for a in result[2].tolist()], "margin": result[3].tolist()}
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--texts", default="books:3,generated:3,heldout:3")
+    p.add_argument("--recipes", default="fast", help="comma-separated; RECIPE:CLI OPTIONS")
+    p.add_argument("--throughput", default="", help="batch sizes for texts per hour, e.g. 1,4,8")
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = p.parse_args()
+    models = {"float32": pt.load_model(device="cpu")}
+    models["bfloat16"] = models["float32"].in_dtype("bfloat16")
+    texts = texts_for(models["float32"], args.texts, args.n)
+    print(f"N = {args.n}, {len(texts)} texts, torch threads {torch.get_num_threads()}", flush=True)
+    rows, work = [], Path(tempfile.mkdtemp())
+    for recipe in args.recipes.split(","):
+        name, _, options = recipe.partition(":")
+        for label, text in texts:
+            before = fp32_step_seconds(models["float32"], args.n)
+            path = work / f"{name}-{label}.proto.safetensors"
+            wall, done = cli("encode", text, "-o", path, "--recipe", name, "--force", "-q", *options.split())
+            step = (before + fp32_step_seconds(models["float32"], args.n)) / 2
+            if done.returncode not in (0, 1):
+                raise SystemExit(f"encode failed: {done.stderr.strip()}")
+            record = pt.load(path).texts[0]
+            check = decodes(models, path)
+            row = {"recipe": recipe, "text": label, "n_tokens": record.n_tokens, "status": record.status,
+                   "steps": record.total_steps, "wall_s": wall, "fp32_step_s": step, "fp32_steps": wall / step,
+                   "decodes": {d: c["exact"][0] for d, c in check.items()},
+                   "margin": {d: c["margin"][0] for d, c in check.items()}}
+            rows.append(row)
+            print(f"{recipe:>12} {label:>12} {row['status']:>8} {row['steps']:>5} steps {wall:7.1f} s "
+                  f"= {row['fp32_steps']:6.0f} fp32 steps; exact fp32 {row['decodes']['float32']}, "
+                  f"bf16 {row['decodes']['bfloat16']} (margins {row['margin']['float32']:.2f}, "
+                  f"{row['margin']['bfloat16']:.2f})", flush=True)
+        mine = [r for r in rows if r["recipe"] == recipe]
+        solved = [r for r in mine if r["status"] == "solved" and all(r["decodes"].values())]
+        ranked = sorted((r["status"] != "solved", r["fp32_steps"]) for r in mine)
+        middle = ranked[(len(ranked) - 1) // 2]
+        print(f"{recipe}: {len(solved)}/{len(mine)} solved and exact in both dtypes; median "
+              f"{'>' if middle[0] else ''}{middle[1]:.0f} fp32-step equivalents", flush=True)
+    throughput = []
+    jsonl = work / "texts.jsonl"
+    jsonl.write_text("".join(json.dumps(t) + "\n" for _, t in texts))
+    for batch in [int(b) for b in args.throughput.split(",") if b]:
+        path = work / f"batch{batch}.proto.safetensors"
+        wall, done = cli("encode", "--jsonl", jsonl, "-o", path, "--batch-size", batch, "--force", "-q")
+        solved = sum(t.status == "solved" for t in pt.load(path).texts)
+        throughput.append({"batch": batch, "texts": len(texts), "solved": solved, "wall_s": wall,
+                           "texts_per_hour": 3600 * solved / wall})
+        print(f"batch {batch}: {solved}/{len(texts)} solved in {wall:.0f} s, {3600 * solved / wall:.0f} texts/hour", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"latency-n{args.n}-{args.recipes.split(':')[0].replace(',', '-')}.json"
+    out.write_text(json.dumps({"model": models["float32"].name, "fingerprint": models["float32"].fingerprint,
+                               "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                               "args": vars(args) | {"out": str(args.out)}, "rows": rows, "throughput": throughput}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
