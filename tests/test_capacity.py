@@ -30,7 +30,7 @@ def test_sweep_records_every_unit_and_stops_climbing_after_a_failure(tiny, tmp_p
     by_text = {}
     for r in records:
         by_text.setdefault(r["text"], []).append((r["length"], r["seed"], r["accuracy"]))
-    for text, rows in by_text.items():
+    for rows in by_text.values():
         for length in {n for n, _, _ in rows}:
             at = [(s, a) for n, s, a in rows if n == length]
             # a second seed only where the first failed
