@@ -92,10 +92,11 @@ def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
     from prototokens import optimize
     from prototokens.cramming import Cramming, baseline_recipe, evaluate
 
-    target = tiny.tokenize("Alice was beginning")
-    fit = optimize(tiny, [target], layout=Cramming(2), recipe=baseline_recipe(RECIPE.with_overrides(max_steps=600)),
-                   progress=False)
-    assert fit.vectors["mem"].shape == (1, 2, tiny.d_model)
+    # 5 tokens into 4 [mem] vectors: every random init of the tiny model tried learns it in < 50 steps
+    target = tiny.tokenize("Alice was beginning")[:5]
+    fit = optimize(tiny, [target], layout=Cramming(4), recipe=baseline_recipe(RECIPE.with_overrides(max_steps=400)),
+                   restarts=3, progress=False)
+    assert fit.vectors["mem"].shape == (1, 4, tiny.d_model)
     assert [o.status for o in fit.outcomes] == ["solved"]
     (row,) = evaluate(tiny, fit, [target])
     # greedy generation from [start token][mem] alone, checked independently of evaluate()
@@ -105,7 +106,7 @@ def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
         a == b for a, b in zip(tiny.greedy(prompt, len(target)), target)) / len(target)
     assert row["teacher_forced_accuracy"] == 1.0
     assert row["information_gain_nats"] > 0
-    assert Cramming(2).n_inputs(len(target)) == 1 + 2 + len(target) - 1
+    assert Cramming(4).n_inputs(len(target)) == 1 + 4 + len(target) - 1
 
 
 def test_cramming_sweep_counts_greedy_accuracy_and_records_both(tiny, tmp_path):
@@ -129,7 +130,7 @@ def test_cli_sweep_killed_with_sigkill_resumes_and_loses_only_the_unit_in_progre
     deadline = time.time() + 120
     while time.time() < deadline and (not records.exists() or len(records.read_text().splitlines()) < 2):
         time.sleep(0.05)
-    assert proc.poll() is None, "the sweep ended before it could be killed"
+    assert proc.poll() is None, f"the sweep ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = read_records(records)

@@ -70,12 +70,20 @@ def bad_inputs(tmp_path, encoded, tiny_path, other_tiny_path):
         "foreign proto": (["verify", tmp_path / "foreign.safetensors"], "not a readable safetensors file"),
         "another model": (["decode", encoded, "--model", other_tiny_path], "were made for model"),
         "bad device": (["decode", encoded, "--device", "nonsense"], "device 'nonsense' is not usable"),
+        "output folder missing": (["encode", "abc", "--model", tmp_path / "no-such-model", "-o", tmp_path / "no" / "x.proto.safetensors"],
+                                  "folder " + str(tmp_path / "no") + " does not exist"),
+        "output is a folder": (["encode", "abc", "--model", tmp_path / "no-such-model", "-o", tmp_path], "it is a folder"),
+        "run folder's folder missing": (["capacity", "--model", tmp_path / "no-such-model", "-o", tmp_path / "no" / "run"],
+                                        "does not exist"),
+        "study folder's folder missing": (["study", "arrangements", "--model", tmp_path / "no-such-model", "-o",
+                                           tmp_path / "no" / "run"], "does not exist"),
     }
 
 
 CASES = ["empty text", "blank text", "too long", "missing file", "not utf-8", "jsonl not a string",
          "jsonl not json", "jsonl no texts", "two inputs", "unknown model", "missing proto",
-         "truncated proto", "foreign proto", "another model", "bad device"]
+         "truncated proto", "foreign proto", "another model", "bad device", "output folder missing",
+         "output is a folder", "run folder's folder missing", "study folder's folder missing"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -102,3 +110,9 @@ def test_trajectory_file_has_a_line_per_step(capsys, tiny_path, tmp_path):
     steps = [json.loads(line) for line in trajectory.read_text().splitlines()]
     assert code == 0 and steps[0]["step"] == 0 and {"loss", "accuracy", "seed", "text"} <= set(steps[0])
     assert steps[-1]["accuracy"] == 1.0
+
+
+def test_an_unwritable_output_is_refused_before_the_model_loads(capsys, tmp_path):
+    # the model named does not exist: reaching the output check first proves no work was done
+    code, _, err = run(capsys, "encode", "abc", "--model", tmp_path / "no-such-model", "-o", tmp_path / "no" / "x.proto.safetensors")
+    assert code == 2 and "does not exist" in err and "cannot load model" not in err

@@ -1,5 +1,6 @@
 import json
 import os
+import stat
 
 import pytest
 import torch
@@ -42,6 +43,24 @@ def test_a_file_for_another_model_is_refused_naming_both(saved, other_tiny_path)
     other = load_model(other_tiny_path, device="cpu")
     with pytest.raises(PrototokensError, match=r"were made for model '.*tiny.*' \(fingerprint \w+\), not for '.*other.*'"):
         load(saved[1], other)
+
+
+def test_same_model_name_with_other_weights_is_refused_as_other_weights(saved, tiny):
+    proto = load(saved[1])
+    proto.model = proto.model | {"fingerprint": "0" * 16}
+    with pytest.raises(PrototokensError, match=r"made for '.*tiny.*' with other weights .*another quantisation") as err:
+        proto.check_model(tiny)
+    assert "--model" not in str(err.value)
+
+
+def test_files_get_the_mode_the_umask_gives_any_other_file(saved, tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = saved[0].save(tmp_path / "mode.proto.safetensors")
+        (tmp_path / "plain").touch()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "no-metadata", "bad-metadata", "wrong-shape", "missing"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     _quiet_libraries()
     try:
+        _check_output(args)
         return args.run(args) or 0
     except PrototokensError as err:
         print(f"prototokens: error: {err}", file=sys.stderr)
@@ -155,6 +157,20 @@ def _positive_int(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
     return int(value)
+
+
+def _check_output(args) -> None:
+    """Refuse an output that cannot be written, before any work starts: the folder of an
+    output file, or of a run or study folder, must exist and be writable."""
+    for path in (getattr(args, key, None) for key in ("output", "trajectory", "out")):
+        if not isinstance(path, Path):
+            continue
+        if not path.parent.is_dir():
+            raise PrototokensError(f"cannot write {path}: folder {path.parent} does not exist")
+        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise PrototokensError(f"cannot write {path}: permission denied")
+        if path.is_dir() != (path is getattr(args, "out", None)) and path.exists():
+            raise PrototokensError(f"cannot write {path}: it is a {'folder' if path.is_dir() else 'file'}")
 
 
 def _quiet_libraries():

@@ -7,6 +7,7 @@ once into a float32 safetensors folder in the cache and loaded from there afterw
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -61,6 +62,19 @@ class FrozenLM:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.name = name
+
+    def in_dtype(self, dtype: "str | torch.dtype") -> "FrozenLM":
+        """This model with its weights cast to ``dtype`` (itself if they already are); the copy
+        is made once and kept, so a bf16 compute path and an fp32 check share one load."""
+        dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        if dtype == self.dtype:
+            return self
+        twins = self.__dict__.setdefault("_twins", {self.dtype: self})  # shared by all the copies
+        if dtype not in twins:
+            twin = FrozenLM(copy.deepcopy(self.model).to(dtype), self.tokenizer, self.name)
+            twin._twins = twins
+            twins[dtype] = twin
+        return twins[dtype]
 
     @property
     def device(self) -> torch.device:

@@ -46,6 +46,12 @@ class TextRecord(Outcome):
         return len(self.target_ids)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @dataclass
 class ProtoTokens:
     e: torch.Tensor  # (texts or 1, d)
@@ -83,6 +89,7 @@ class ProtoTokens:
         os.close(fd)
         try:
             save_file(tensors, tmp, metadata={FORMAT: json.dumps(self.metadata())})
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it an ordinary file's mode
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -91,11 +98,18 @@ class ProtoTokens:
 
     def check_model(self, lm, source: str = "these proto-tokens") -> None:
         """Refuse a model other than the one these proto-tokens were made for."""
-        if lm.fingerprint != self.model["fingerprint"]:
+        name, fingerprint = self.model["name"], self.model["fingerprint"]
+        if lm.fingerprint == fingerprint:
+            return
+        if lm.name == name:
             raise PrototokensError(
-                f"{source} were made for model {self.model['name']!r} (fingerprint "
-                f"{self.model['fingerprint']}), not for {lm.name!r} (fingerprint {lm.fingerprint}); "
-                f"load them with --model {self.model['name']}")
+                f"{source} were made for {name!r} with other weights (fingerprint {fingerprint}; the loaded "
+                f"{name!r} has {lm.fingerprint}): another quantisation, conversion or revision of that model. "
+                "Load the weights they were made with; `prototokens info FILE` shows the file's fingerprint, "
+                "FrozenLM.fingerprint the model's")
+        raise PrototokensError(
+            f"{source} were made for model {name!r} (fingerprint {fingerprint}), not for {lm.name!r} "
+            f"(fingerprint {lm.fingerprint}); load {name!r} to use them")
 
     @classmethod
     def load(cls, path: "str | os.PathLike", lm=None) -> "ProtoTokens":
