@@ -138,7 +138,8 @@ def _study_parsers(sub, model_options, recipe_options):
                                help=f"{meta['help']}, comma-separated (default {','.join(map(str, default))})")
             else:
                 kind = _positive_int if meta.get("positive") else type(default)
-                q.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default, help=meta["help"])
+                q.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
+                               help=f"{meta['help']} (default {default})")
         model_options(q, default=None if from_files else DEFAULT_MODEL)
         recipe_options(q)
         q.set_defaults(run=_study, study=module)
