@@ -30,7 +30,7 @@ def test_sweep_records_every_unit_and_stops_climbing_after_a_failure(tiny, tmp_p
     by_text = {}
     for r in records:
         by_text.setdefault(r["text"], []).append((r["length"], r["seed"], r["accuracy"]))
-    for text, rows in by_text.items():
+    for rows in by_text.values():
         for length in {n for n, _, _ in rows}:
             at = [(s, a) for n, s, a in rows if n == length]
             # a second seed only where the first failed
@@ -77,7 +77,7 @@ def test_shared_m_sweeps_the_group_together(tiny, tmp_path):
 def test_a_shared_m_passes_a_length_only_when_it_serves_every_text(tiny, tmp_path, monkeypatch):
     calls = []
 
-    def unit(lm, run_folder, batch, n, seed, *rest):  # t0 passes every length, t1 only the first
+    def unit(lm, run_folder, batch, n, seed, **options):  # t0 passes every length, t1 only the first
         calls.append((n, seed, [t.id for t in batch]))
         return [{"text": t.id, "accuracy": 1.0 if t.id == "t0" or n == 2 else 0.5} for t in batch]
 

@@ -159,8 +159,8 @@ def test_passages_differ_by_seed_and_extend_with_length_and_count(lm):
     short = sample_passages(lm, "books:austen,alice29", n_texts=3, n_tokens=8, seed=0)
     long = sample_passages(lm, "books:austen,alice29", n_texts=4, n_tokens=24, seed=0)
     assert {p.text_name for p in long} <= {"alice29"} | {b for b in BOOKS if b.startswith("austen-")}
-    for s, l in zip(short, long):
-        assert l.target_ids[:8] == s.target_ids and l.context_ids == s.context_ids
+    for s, longer in zip(short, long):
+        assert longer.target_ids[:8] == s.target_ids and longer.context_ids == s.context_ids
     other = sample_passages(lm, "books:austen,alice29", n_texts=3, n_tokens=8, seed=1)
     assert [p.char_offset for p in other] != [p.char_offset for p in short]
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from prototokens import PrototokensError, get_layout
-from prototokens.layout import E, LAYOUTS, M
+from prototokens.layout import LAYOUTS, E, M
 
 
 @pytest.mark.parametrize("name, n, slots", [

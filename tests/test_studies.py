@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from prototokens import PrototokensError, ProtoTokens, decode_ids, encode_ids, get_recipe, load
+from prototokens import ProtoTokens, PrototokensError, decode_ids, encode_ids, get_recipe, load
 from prototokens.cli import main
 from prototokens.studies import arrangements, connectivity, geometry, locality, probe, sharing
 from prototokens.studies.capacity import Text
@@ -21,24 +21,35 @@ def texts(lm, n=4):
     return [Text(f"t{i}", lm.tokenize(s), {}) for i, s in enumerate(SENTENCES[:n])]
 
 
-def test_arrangements_run_every_layout_at_every_length_and_resume(tiny, tmp_path):
-    args = dict(source="test", lengths=arrangements.lengths_up_to(4), layouts=["em", "e-only"], recipe=RECIPE, progress=False)
-    assert args["lengths"] == [1, 2, 4]
-    runs = arrangements.run(tiny, texts(tiny, 2), tmp_path, **args)
+@pytest.fixture
+def source(tmp_path):
+    """The sentences as a JSONL source: passages in sample order are the sentences."""
+    path = tmp_path / "texts.jsonl"
+    path.write_text("".join(json.dumps(s) + "\n" for s in SENTENCES))
+    return str(path)
+
+
+def test_arrangements_run_every_layout_at_every_length_and_resume(tiny, tmp_path, source):
+    config = arrangements.Config(source=source, texts=2, max_length=4, layouts=["em", "e-only"], recipe=RECIPE,
+                                 progress=False)
+    assert arrangements.lengths_up_to(4) == [1, 2, 4]
+    runs = arrangements.run(tiny, config, tmp_path)
     assert {k: len(r.records) for k, r in runs.items()} == {"em": 6, "e-only": 6}  # no climbing: all of them
-    again = arrangements.run(tiny, texts(tiny, 2), tmp_path, **args)
+    again = arrangements.run(tiny, config, tmp_path)
     assert {k: len(r.records) for k, r in again.items()} == {"em": 6, "e-only": 6}
     e_only = [r for r in runs["e-only"].records if r["length"] == 4]
     assert all(r["accuracy"] <= 0.5 for r in e_only)  # one token written everywhere
     table = arrangements.table({k: r.records for k, r in runs.items()})
     assert "| em | [e][m]x(N-1) | 1.00 ± 0.00 |" in table and "N=4" in table
+    (md,) = arrangements.report(tmp_path)
+    assert md.read_text().endswith(table) and "2 texts from" in md.read_text()
 
 
-def test_sharing_groups_share_one_vector_and_aggregate_as_table_2(tiny, tmp_path):
-    folders = sharing.run(tiny, texts(tiny), tmp_path, source="test", length=4, sizes=[1, 2], shared=["m", "e"],
-                          seeds=2, recipe=RECIPE, progress=False)
+def test_sharing_groups_share_one_vector_and_aggregate_as_table_2(tiny, tmp_path, source):
+    folders = sharing.run(tiny, sharing.Config(source=source, texts=4, length=4, sizes=[1, 2], vectors=["m", "e"],
+                                               seeds=2, recipe=RECIPE, progress=False), tmp_path)
     assert sorted(folders) == [("e", 1), ("e", 2), ("m", 1), ("m", 2)]
-    for (vector, size), folder in folders.items():
+    for (_vector, size), folder in folders.items():
         records = folder.records
         assert len(records) == 4 * 2  # every text with every seed
         assert len({r["group"] for r in records}) == (4 // size if size > 1 else 1)  # S = 1: no group
@@ -47,14 +58,16 @@ def test_sharing_groups_share_one_vector_and_aggregate_as_table_2(tiny, tmp_path
         assert s["max"] >= s["avg"] and len(s["seeds_needed"]) == 4 // size
     table = sharing.table({k: f.records for k, f in folders.items()})
     assert "| m | max |" in table and "| e | avg |" in table and "S=2" in table
+    (md,) = sharing.report(tmp_path)
+    assert md.read_text().endswith(table)
 
 
-def test_connectivity_curves_are_rebuilt_and_checked_independently_from_the_files(tiny, tmp_path):
-    ts = texts(tiny, 2)
-    targets = [t.target_ids[:4] for t in ts]
-    run = connectivity.run(tiny, targets, tmp_path, text_ids=[t.id for t in ts], source="test", recipe=RECIPE,
-                           steps=30, points=3, progress=False)
+def test_connectivity_curves_are_rebuilt_and_checked_independently_from_the_files(tiny, tmp_path, source):
+    config = connectivity.Config(source=source, texts=2, length=4, recipe=RECIPE, control_steps=30, points=3,
+                                 progress=False)
+    run = connectivity.run(tiny, config, tmp_path)
     start, end, control = (load(tmp_path / f"{n}.proto.safetensors", tiny) for n in ("start", "end", "control"))
+    targets = [t.target_ids for t in start.texts]
     for i, r in enumerate(run.records):
         assert r["t"] == [0.0, 0.5, 1.0] and r["length_ratio"] >= 1.0
         assert r["line"][0] == r["curve"][0] == start.texts[i].accuracy
@@ -66,28 +79,32 @@ def test_connectivity_curves_are_rebuilt_and_checked_independently_from_the_file
         assert r["curve"][1] == sum(a == b for a, b in zip(written, targets[i])) / 4
     assert "worst on curve" in connectivity.table(run.records)
     assert connectivity.plot(run.records, run.settings, tmp_path / "c.png").stat().st_size > 0
+    md, png = connectivity.report(tmp_path)
+    assert "2 texts from" in md.read_text() and "N=4." in md.read_text() and png.stat().st_size > 0
 
 
 def test_probe_compares_generation_with_its_own_text_and_another(tiny, tmp_path):
     proto = encode_ids(tiny, [t.target_ids[:6] for t in texts(tiny, 2)], recipe=RECIPE, progress=False)
-    run = probe.run(tiny, proto, tmp_path, combinations=["e", "e m"])
+    config = probe.Config(file=proto.save(tmp_path / "p.proto.safetensors"), combinations=["e", "e m"])
+    run = probe.run(tiny, config, tmp_path)
     assert len(run.records) == 4
     r = run.records[1]
     assert r["combination"] == "e m" and r["target"] == tiny.detokenize(proto.texts[0].target_ids)
     assert r["written"] == tiny.detokenize(tiny.greedy(torch.stack(proto.vectors(0)), 6))
     assert all(0 <= r[side][k] <= 1.0001 for r in run.records for side in ("matched", "mismatched") for k in ("f1", "accuracy"))
-    assert len(probe.run(tiny, proto, tmp_path, combinations=["e", "e m"]).records) == 4
+    assert len(probe.run(tiny, config, tmp_path).records) == 4
+    assert "| e m |" in probe.report(tmp_path)[0].read_text()
     assert probe.token_f1([1, 2, 3], [3, 2, 9]) == pytest.approx(2 / 3)
     one = encode_ids(tiny, [texts(tiny, 1)[0].target_ids[:3]], recipe=RECIPE, progress=False)
     with pytest.raises(PrototokensError, match="two or more texts"):
-        probe.run(tiny, one, tmp_path / "one")
+        probe.probe(tiny, one, tmp_path / "one", combinations=["e"])
 
 
 def test_locality_pairs_solutions_by_text_and_context(tiny, tmp_path):
     source = tmp_path / "book.txt"
     source.write_text(" ".join(SENTENCES * 6))
-    result = locality.run(tiny, tmp_path / "study", contexts=2, texts=2, seeds=2, length=3, source=str(source),
-                          recipe=RECIPE, progress=False)
+    config = locality.Config(contexts=2, texts=2, seeds=2, length=3, source=str(source), recipe=RECIPE, progress=False)
+    result = locality.run(tiny, config, tmp_path / "study")
     assert result["encoded"] == 2 * (2 + 1)
     solved = result["solved"]
     assert solved >= 4
@@ -96,8 +113,8 @@ def test_locality_pairs_solutions_by_text_and_context(tiny, tmp_path):
     assert all(0 <= d <= 2 for v in result["distances"].values() for d in v["m"])
     assert json.loads((tmp_path / "study" / "locality.json").read_text())["solved"] == solved
     assert [p.name for p in locality.plot(result, tmp_path / "study")][0] == "locality_distances.png"
-    assert locality.run(tiny, tmp_path / "study", contexts=2, texts=2, seeds=2, length=3, source=str(source),
-                        recipe=RECIPE, progress=False)["distances"] == result["distances"]  # resumed, not redone
+    assert locality.run(tiny, config, tmp_path / "study")["distances"] == result["distances"]  # resumed, not redone
+    assert "encodings solved and counted" in locality.report(tmp_path / "study")[0].read_text()
 
 
 def test_geometry_finds_the_token_a_vector_was_made_from(tiny):

@@ -115,42 +115,43 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _study_parsers(sub, model_options, recipe_options):
-    def study(name, run, text, sampled=True):
-        q = sub.add_parser(name, help=text)
-        q.add_argument("-o", "--out", type=Path, required=True, help="study folder (resumed if it exists)")
-        if sampled:
-            q.add_argument("--source", default="books", help="books[:NAMES], generated[:NAMES], random, FILE.txt, FILE.jsonl")
-            q.add_argument("--data-seed", type=int, default=0, help="seed of the passage sample")
-        model_options(q, default=DEFAULT_MODEL if sampled else None)  # from files: the model they name
-        recipe_options(q)
-        q.set_defaults(run=run)
-        return q
+    """One subcommand per registered study, its options from the fields of its config."""
+    import dataclasses
 
-    q = study("arrangements", _study_arrangements, "the five layouts over lengths 1, 2, 4, ... (Table 1)")
-    q.add_argument("--texts", type=_positive_int, default=4)
-    q.add_argument("--max-length", type=_positive_int, default=16, help="lengths 1, 2, 4, ... up to this (default 16)")
-    q.add_argument("--layouts", default=",".join(LAYOUTS))
-    q.add_argument("--seeds", type=_positive_int, default=1)
-    q = study("sharing", _study_sharing, "groups of S texts sharing m or e, over seeds (Table 2)")
-    q.add_argument("--texts", type=_positive_int, default=8)
-    q.add_argument("--length", type=_positive_int, default=16)
-    q.add_argument("--sizes", default="1,4", help="group sizes S (default 1,4)")
-    q.add_argument("--vectors", default="m,e", help="which vector is shared (default m,e)")
-    q.add_argument("--seeds", type=_positive_int, default=3)
-    q = study("locality", _study_locality, "distances between solutions by text and context (Figs. 5-6)")
-    q.add_argument("--contexts", type=_positive_int, default=3)
-    q.add_argument("--texts", type=_positive_int, default=3, help="generated texts per context")
-    q.add_argument("--seeds", type=_positive_int, default=3, help="solutions of each context's first text")
-    q.add_argument("--length", type=_positive_int, default=16)
-    q = study("connectivity", _study_connectivity, "line and trained Bezier curve between two solutions (Fig. 7)")
-    q.add_argument("--texts", type=_positive_int, default=3)
-    q.add_argument("--length", type=_positive_int, default=16)
-    q.add_argument("--control-steps", type=_positive_int, default=1000, help="steps training the Bezier control points (default 1000)")
-    q.add_argument("--points", type=_positive_int, default=21, help="points evaluated along each path")
-    q = study("probe", _study_probe, "ordinary generation from proto-tokens, compared with their text", sampled=False)
-    q.add_argument("file", type=Path, help="a proto-token file (from prototokens encode)")
-    q = study("geometry", _study_geometry, "norms, nearest tokens and a PCA of solutions", sampled=False)
-    q.add_argument("files", type=Path, nargs="+", help="proto-token files; one colour per file in the PCA")
+    from .studies import STUDIES
+
+    for name, module in STUDIES.items():
+        q = sub.add_parser(name, help=module.HELP)
+        q.add_argument("-o", "--out", type=Path, required=True, help="study folder (resumed if it exists)")
+        from_files = hasattr(module, "proto_files")  # from files: the model they name
+        for f in dataclasses.fields(module.Config):
+            meta = f.metadata
+            if meta.get("cli", True) is False or f.name in ("recipe", "layout", "progress"):
+                continue
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if meta.get("positional"):
+                q.add_argument(f.name, type=meta.get("type", str), nargs=meta.get("nargs"), help=meta["help"])
+                continue
+            if isinstance(default, list):
+                kind = type(default[0]) if default else str
+                q.add_argument(f"--{f.name.replace('_', '-')}", type=_comma(kind), default=default,
+                               help=f"{meta['help']}, comma-separated (default {','.join(map(str, default))})")
+            else:
+                kind = _positive_int if meta.get("positive") else type(default)
+                q.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
+                               help=f"{meta['help']} (default {default})")
+        model_options(q, default=None if from_files else DEFAULT_MODEL)
+        recipe_options(q)
+        q.set_defaults(run=_study, study=module)
+
+
+def _comma(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__} values separated by commas, got {text!r}") from None
+    return parse
 
 
 def _positive_int(value: str) -> int:
@@ -323,116 +324,26 @@ def _grid(text: str, cut: int | None) -> list[int]:
     return grid
 
 
-def _names(text: str, allowed, what: str) -> list[str]:
-    names = [x.strip() for x in text.split(",") if x.strip()]
-    unknown = [x for x in names if x not in allowed]
-    if unknown or not names:
-        raise PrototokensError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from: {', '.join(allowed)}")
-    return names
+def _study(args):
+    import dataclasses
 
-
-def _write_study(folder: Path, name: str, body: str) -> None:
-    path = folder / f"{name}.md"
-    path.write_text(body)
-    print(body + f"\nwrote {path}")
-
-
-def _study_arrangements(args):
-    from .studies import arrangements
-
-    layouts = _names(args.layouts, LAYOUTS, "layout")
-    lengths = arrangements.lengths_up_to(args.max_length)
-    lm = _load(args, args.model)
+    module = args.study
     o = _encode_options(args)
-    runs = arrangements.run(lm, _sample(args, lm, lengths[-1]), args.out, source=args.source, lengths=lengths,
-                            layouts=layouts, seeds=args.seeds, recipe=o["recipe"], progress=o["progress"])
-    _write_study(args.out, "arrangements", f"# Arrangements (Table 1)\n\n{lm.name}, {args.texts} texts from "
-                 f"{args.source}, recipe {o['recipe'].name} ({o['recipe'].max_steps} steps), best of {args.seeds} seed(s); "
-                 "token accuracy, mean ± std over texts.\n\n" + arrangements.table({k: r.records for k, r in runs.items()}))
-
-
-def _study_sharing(args):
-    from .studies import sharing
-
-    sizes = [int(x) for x in _names(args.sizes, [str(n) for n in range(1, args.texts + 1)], "group size")]
-    vectors = _names(args.vectors, ["m", "e"], "shared vector")
-    lm = _load(args, args.model)
-    o = _encode_options(args)
-    folders = sharing.run(lm, _sample(args, lm, args.length), args.out, source=args.source, length=args.length,
-                          sizes=sizes, shared=vectors, seeds=args.seeds, recipe=o["recipe"], layout=args.layout,
-                          progress=o["progress"])
-    _write_study(args.out, "sharing", f"# Sharing one vector (Table 2)\n\n{lm.name}, {args.texts} texts from {args.source}, "
-                 f"N={args.length}, {args.seeds} seeds, recipe {o['recipe'].name} ({o['recipe'].max_steps} steps).\n\n"
-                 + sharing.table({k: r.records for k, r in folders.items()}))
-
-
-def _study_locality(args):
-    from .studies import locality
-
-    lm = _load(args, args.model)
-    o = _encode_options(args)
-    result = locality.run(lm, args.out, contexts=args.contexts, texts=args.texts, seeds=args.seeds, length=args.length,
-                          source=args.source, data_seed=args.data_seed, recipe=o["recipe"], layout=args.layout,
-                          progress=o["progress"])
-    plots = locality.plot(result, args.out)
-    _write_study(args.out, "locality", f"# Locality (Figs. 5-6)\n\n{lm.name}, {args.contexts} contexts from {args.source}, "
-                 f"{args.texts} generated texts each, {args.seeds} seeds of the first, N={args.length}; "
-                 f"{result['solved']} of {result['encoded']} encodings solved and counted.\n\n" + locality.table(result)
-                 + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots))
-
-
-def _study_connectivity(args):
-    from .studies import connectivity
-
-    lm = _load(args, args.model)
-    o = _encode_options(args)
-    texts = _sample(args, lm, args.length)
-    run = connectivity.run(lm, [t.target_ids for t in texts], args.out, text_ids=[t.id for t in texts],
-                           source=args.source, recipe=o["recipe"], layout=args.layout, steps=args.control_steps,
-                           points=args.points, progress=o["progress"])
-    path = connectivity.plot(run.records, run.settings, args.out / "connectivity.png")
-    _write_study(args.out, "connectivity", f"# Connectivity (Fig. 7)\n\n{lm.name}, {len(texts)} texts from {args.source}, "
-                 f"N={args.length}.\n\n" + connectivity.table(run.records) + f"\n![connectivity]({path.name})\n")
-
-
-def _study_probe(args):
-    from .studies import probe
-
-    lm, (proto,) = _load_files(args, [args.file])
-    run = probe.run(lm, proto, args.out, source=str(args.file))
-    _write_study(args.out, "probe", f"# Probing: ordinary generation from proto-tokens\n\n{lm.name}, {len(proto)} texts "
-                 f"of {args.file}; each generation is compared with its own text and with another text.\n\n"
-                 + probe.table(run.records))
-
-
-def _study_geometry(args):
-    import torch
-
-    from .studies import geometry
-
-    lm, protos = _load_files(args, args.files)
-    args.out.mkdir(parents=True, exist_ok=True)
-    # colour: the context a file's texts continue (locality files say it), else the file; marker: the text
-    groups: dict = {}
-    for f, p in zip(args.files, protos):
-        key = f"context {p.extra['context']}" if "context" in p.extra else f.name
-        groups.setdefault(key, []).append((p, p.extra.get("text")))
-    plots = []
-    for name in ("e", "m"):
-        points = {k: torch.cat([getattr(p, name) for p, _ in v]) for k, v in groups.items()}
-        markers = {k: [t if t is not None else i for i, (p, t) in enumerate(v) for _ in range(len(getattr(p, name)))]
-                   for k, v in groups.items()}
-        plots.append(geometry.plot_pca(points, markers, args.out / f"geometry_pca_{name}.png",
-                                       f"PCA of {name} — {lm.name} (colour: context or file; marker: text)"))
-    _write_study(args.out, "geometry", f"# Geometry of proto-tokens\n\n{lm.name}, {sum(map(len, protos))} texts in "
-                 f"{len(protos)} file(s).\n\n" + geometry.markdown(geometry.summary(lm, protos))
-                 + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots))
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Config) if hasattr(args, f.name)}
+    config = module.Config(**given | {"recipe": o["recipe"], "layout": args.layout, "progress": o["progress"]})
+    if hasattr(module, "proto_files"):
+        lm, _ = _load_files(args, module.proto_files(config))
+    else:
+        lm = _load(args, args.model)
+    module.run(lm, config, args.out)
+    for path in module.report(args.out):
+        print(path.read_text() + f"\nwrote {path}" if path.suffix == ".md" else f"wrote {path}")
 
 
 def _report(args):
-    from .studies.report import write
+    from .studies import write_report
 
-    for path in write(args.folder):
+    for path in write_report(args.folder):
         print(f"wrote {path}")
 
 

@@ -10,7 +10,8 @@ Adding an optimiser: a class or function with that signature, and one line in ``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 

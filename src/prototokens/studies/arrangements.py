@@ -6,15 +6,31 @@ below the study's folder, so each layout resumes on its own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..layout import LAYOUTS
 from ..metrics import mean_std
 from ..model import FrozenLM
-from ..recipe import DEFAULT_RECIPE, Recipe
+from ..recipe import label
 from ..records import RunFolder
 from . import capacity
-from .capacity import Text
+from .common import SampledConfig, names, option, sample, save_config, write_markdown
+from .report import load_runs
+
+NAME, HELP = "arrangements", "the five layouts over lengths 1, 2, 4, ... (Table 1)"
+
+
+@dataclass(kw_only=True)
+class Config(SampledConfig):
+    texts: int = option(4, "how many texts", positive=True)
+    max_length: int = option(16, "lengths 1, 2, 4, ... up to this", positive=True)
+    layouts: list[str] = option(list(LAYOUTS), "the layouts to compare")
+    seeds: int = option(1, "seeds per length", positive=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        names(self.layouts, LAYOUTS, "layout")
 
 
 def lengths_up_to(n: int) -> list[int]:
@@ -25,12 +41,14 @@ def lengths_up_to(n: int) -> list[int]:
     return sorted(set(out + [n]))
 
 
-def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, lengths: list[int], layouts: list[str] = list(LAYOUTS),
-        seeds: int = 1, recipe: "str | Recipe" = DEFAULT_RECIPE, batch_size: int = 8, progress: bool = True) -> dict[str, RunFolder]:
+def run(lm: FrozenLM, config: Config, folder) -> dict[str, RunFolder]:
     """Every layout on every text at every length, into ``folder``/LAYOUT (resumed)."""
-    return {layout: capacity.run(lm, texts, Path(folder) / layout, source=source, grid=lengths, seeds=seeds,
-                                 recipe=recipe, layout=layout, batch_size=batch_size, climb=False, progress=progress)
-            for layout in layouts}
+    save_config(folder, NAME, config)
+    lengths = lengths_up_to(config.max_length)
+    texts = sample(lm, config, config.texts, lengths[-1])
+    return {layout: capacity.run(lm, texts, Path(folder) / layout, source=config.source, grid=lengths, seeds=config.seeds,
+                                 recipe=config.recipe, layout=layout, climb=False, progress=config.progress)
+            for layout in config.layouts}
 
 
 def table(runs: dict[str, list[dict]]) -> str:
@@ -49,3 +67,14 @@ def table(runs: dict[str, list[dict]]) -> str:
             cells.append("{:.2f} ± {:.2f}".format(*mean_std(values)) if values else "-")
         lines.append(f"| {layout} | {LAYOUTS[layout].pattern} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def report(folder) -> list[Path]:
+    """arrangements.md from the layouts' run folders."""
+    runs = {r["settings"]["layout"]: r for r in load_runs(folder)}
+    runs = {name: runs[name] for name in LAYOUTS if name in runs}
+    s = next(iter(runs.values()))["settings"]
+    body = (f"# Arrangements (Table 1)\n\n{s['model']}, {len(s['texts'])} texts from {s['source']}, recipe "
+            f"{label(s['recipe'])} ({s['recipe']['max_steps']} steps), best of {s['seeds']} seed(s); "
+            "token accuracy, mean ± std over texts.\n\n" + table({k: r["records"] for k, r in runs.items()}))
+    return [write_markdown(folder, NAME, body)]

@@ -14,38 +14,18 @@ and is retried, as a whole).
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 from tqdm.auto import tqdm
 
 from .. import cramming
 from ..cramming import Cramming
-from ..data.passages import Passage
-from ..metrics import h_lm, nats_to_bits
+from ..layout import DEFAULT_LAYOUT, resolve_layout
 from ..model import FrozenLM
-from ..optimize import optimize
-from ..layout import DEFAULT_LAYOUT
 from ..recipe import DEFAULT_RECIPE, Recipe, get_recipe
-from ..records import RunFolder, key_of
+from ..records import RunFolder
+from .common import THRESHOLD, Text, unit
 
+__all__ = ["GRID", "THRESHOLD", "Text", "run", "settings", "unit"]
 GRID = [4, 5, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512, 724, 1024, 1448]
-THRESHOLD = 0.99
-
-
-@dataclass
-class Text:
-    """A target for the sweep: a stable id, its ids (at least the largest length), and where it came from."""
-
-    id: str
-    target_ids: list[int]
-    meta: dict
-
-    @classmethod
-    def from_passage(cls, p: Passage) -> "Text":
-        """The sampled passage ``p``, its id naming text, offset and index (as run folders record it)."""
-        return cls(f"{p.text_name}@{p.char_offset}#{p.index}", p.target_ids,
-                   {k: v for k, v in p.to_dict().items() if k not in ("target_ids", "context_ids")})
 
 
 def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seeds: int, shared: bool,
@@ -68,10 +48,9 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int]
     """
     if mem is not None:
         recipe, shared, layout = cramming.baseline_recipe(recipe), False, Cramming(mem)
-    recipe = get_recipe(recipe or DEFAULT_RECIPE)
+    recipe, layout = get_recipe(recipe or DEFAULT_RECIPE), resolve_layout(layout)
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
-    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe,
-                                            getattr(layout, "name", layout), mem))
+    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout.name, mem))
     climbing = list(texts)
     bar = tqdm(total=len(texts) * len(grid), disable=not progress, desc="capacity", unit="text-length")
     for n in grid:
@@ -82,7 +61,8 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int]
                 break
             batches = [todo] if shared else [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
             for batch in batches:
-                records = unit(lm, run_folder, batch, n, seed, "m" if shared else None, recipe, layout, progress)
+                records = unit(lm, run_folder, batch, n, seed, shared="m" if shared else None, recipe=recipe,
+                               layout=layout, progress=progress)
                 ok = {r["text"] for r in records if r["accuracy"] >= THRESHOLD}
                 if not shared or len(ok) == len(batch):  # a shared m counts only when it serves every text
                     passed |= ok
@@ -93,33 +73,3 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int]
             break
     bar.close()
     return run_folder
-
-
-def unit(lm, run_folder, batch, n, seed, shared, recipe, layout, progress) -> list[dict]:
-    """Records of ``batch`` at length ``n`` and ``seed``: read back if done, else optimised now.
-
-    ``shared`` names the vector the batch shares (then the batch is one group and one unit)."""
-    group = key_of([t.id for t in batch]) if shared else None
-    keys = [key_of(t.id, n, seed, group) for t in batch]
-    if all(k in run_folder.done for k in keys):
-        return [r for r in run_folder.records if r["key"] in keys]
-    todo = [(t, k) for t, k in zip(batch, keys) if shared or k not in run_folder.done]
-    started = time.perf_counter()
-    fit = optimize(lm, [t.target_ids[:n] for t, _ in todo], layout=layout, recipe=recipe, seed=seed,
-                   shared=shared, progress=progress)
-    seconds = time.perf_counter() - started
-    targets = [t.target_ids[:n] for t, _ in todo]
-    crammed = cramming.evaluate(lm, fit, targets) if isinstance(layout, Cramming) else None
-    records = []
-    for i, ((t, key), target, outcome) in enumerate(zip(todo, targets, fit.outcomes)):
-        nats = h_lm(lm, target)
-        record = outcome.to_dict() | {
-            "key": key, "text": t.id, "length": n, "seed": seed, "group": group,
-            "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats), "seconds": seconds, "batch": len(todo), "meta": t.meta}
-        if crammed:  # what counts is what free-running generation reconstructs
-            record |= crammed[i] | {"accuracy": crammed[i]["greedy_accuracy"]}
-        records.append(record | {"c_tokens": round(record["accuracy"] * n)})
-    for record in records:
-        if record["key"] not in run_folder.done:
-            run_folder.append(record)
-    return records

@@ -13,20 +13,32 @@ proto-token files, so any point of any curve can be rebuilt and decoded independ
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..encode import encode_ids
-from ..layout import DEFAULT_LAYOUT, get_layout
+from ..layout import get_layout
 from ..model import FrozenLM
 from ..optimize import evaluate
 from ..proto import ProtoTokens, load
-from ..recipe import DEFAULT_RECIPE, Recipe, get_recipe
-from ..records import RunFolder, key_of
+from ..records import RunFolder, key_of, read_records
+from .common import SampledConfig, option, read_config, sample, save_config, write_markdown
 
+NAME, HELP = "connectivity", "line and trained Bezier curve between two solutions (Fig. 7)"
 END_SEED = 1000  # the second endpoint's seeds start here, far from the first's
+
+
+@dataclass(kw_only=True)
+class Config(SampledConfig):
+    texts: int = option(3, "how many texts", positive=True)
+    length: int = option(16, "tokens per text", positive=True)
+    control_steps: int = option(1000, "steps training the Bezier control points", positive=True)
+    control_lr: float = option(1e-2, "learning rate of the control points (Adam)", cli=False)
+    points: int = option(21, "points evaluated along each path", positive=True)
 
 
 def bezier(p1: torch.Tensor, c: torch.Tensor, p2: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -54,14 +66,17 @@ def accuracy_at(lm: FrozenLM, layout, points: torch.Tensor, targets: list[list[i
         return evaluate(lm, layout, {"e": points[:, 0], "m": points[:, 1]}, targets).accuracy.tolist()
 
 
-def run(lm: FrozenLM, targets: list[list[int]], folder, *, text_ids: list[str], source: str,
-        recipe: "str | Recipe" = DEFAULT_RECIPE, layout: str = DEFAULT_LAYOUT, steps: int = 1000, lr: float = 1e-2,
-        points: int = 21, progress: bool = True) -> RunFolder:
+def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
     """Endpoints, trained control points and accuracy along line and curve, into ``folder`` (resumed)."""
-    folder, recipe, lay = Path(folder), get_recipe(recipe), get_layout(layout)
+    save_config(folder, NAME, config)
+    texts = sample(lm, config, config.texts, config.length)
+    targets, text_ids = [t.target_ids for t in texts], [t.id for t in texts]
+    folder, recipe, layout, lay = Path(folder), config.recipe, config.layout, get_layout(config.layout)
+    steps, lr, points, progress = config.control_steps, config.control_lr, config.points, config.progress
     run_folder = RunFolder(folder, {"study": "connectivity", "model": lm.name, "fingerprint": lm.fingerprint,
-                                    "source": source, "texts": text_ids, "layout": layout, "recipe": recipe.to_dict(),
-                                    "control_steps": steps, "control_lr": lr, "points": points})
+                                    "source": config.source, "texts": text_ids, "layout": layout,
+                                    "recipe": recipe.to_dict(), "control_steps": steps, "control_lr": lr,
+                                    "points": points})
     keys = [key_of(t) for t in text_ids]
     if all(k in run_folder.done for k in keys):
         return run_folder
@@ -137,3 +152,14 @@ def plot(records: list[dict], settings: dict, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def report(folder) -> list[Path]:
+    """connectivity.md and the plot from the records."""
+    folder = Path(folder)
+    settings = json.loads((folder / "run.json").read_text())
+    records = read_records(folder / "records.jsonl")
+    path = plot(records, settings, folder / "connectivity.png")
+    body = (f"# Connectivity (Fig. 7)\n\n{settings['model']}, {len(settings['texts'])} texts from {settings['source']}, "
+            f"N={read_config(folder)['config']['length']}.\n\n" + table(records) + f"\n![connectivity]({path.name})\n")
+    return [write_markdown(folder, NAME, body), path]

@@ -7,12 +7,71 @@ text. All from proto-token files; nothing is optimised here.
 
 from __future__ import annotations
 
+import json
 import statistics
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from ..errors import PrototokensError
 from ..model import FrozenLM
-from ..proto import ProtoTokens
+from ..proto import ProtoTokens, load
+from .common import StudyConfig, option, save_config, write_markdown
+
+NAME, HELP = "geometry", "norms, nearest tokens and a PCA of solutions"
+
+
+@dataclass(kw_only=True)
+class Config(StudyConfig):
+    files: list[Path] = option([], "proto-token files; one colour per file in the PCA", positional=True, nargs="+",
+                               type=Path)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.files:
+            raise PrototokensError("geometry needs at least one proto-token file")
+
+
+def proto_files(config: Config) -> list[Path]:
+    """The files the study reads: the model is the one they name."""
+    return [Path(f) for f in config.files]
+
+
+def run(lm: FrozenLM, config: Config, folder) -> dict:
+    """Summary and PCA coordinates of the files' solutions, into ``folder``/geometry.json."""
+    folder = Path(folder)
+    save_config(folder, NAME, config)
+    protos = [load(f, lm) for f in config.files]
+    # colour: the context a file's texts continue (locality files say it), else the file; marker: the text
+    groups: dict = {}
+    for f, p in zip(proto_files(config), protos):
+        key = f"context {p.extra['context']}" if "context" in p.extra else f.name
+        groups.setdefault(key, []).append((p, p.extra.get("text")))
+    result = {"model": lm.name, "texts": sum(map(len, protos)), "files": len(protos), "summary": summary(lm, protos)}
+    for name in ("e", "m"):
+        points = {k: torch.cat([getattr(p, name) for p, _ in v]) for k, v in groups.items()}
+        markers = {k: [t if t is not None else i for i, (p, t) in enumerate(v) for _ in range(len(getattr(p, name)))]
+                   for k, v in groups.items()}
+        result[f"pca_{name}"] = {"points": {k: v.tolist() for k, v in pca(points).items()}, "markers": markers}
+    (folder / "geometry.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def report(folder) -> list[Path]:
+    """geometry.md and the PCA plots from geometry.json."""
+    folder = Path(folder)
+    if not (folder / "geometry.json").is_file():
+        raise PrototokensError(f"{folder} has no geometry.json (written by runs since it was added): "
+                               "run the study again to report it")
+    result = json.loads((folder / "geometry.json").read_text())
+    plots = [plot_pca({k: torch.tensor(v) for k, v in result[f"pca_{name}"]["points"].items()},
+                      result[f"pca_{name}"]["markers"], folder / f"geometry_pca_{name}.png",
+                      f"PCA of {name} — {result['model']} (colour: context or file; marker: text)")
+             for name in ("e", "m")]
+    body = (f"# Geometry of proto-tokens\n\n{result['model']}, {result['texts']} texts in {result['files']} file(s).\n\n"
+            + markdown(result["summary"]) + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots))
+    return [write_markdown(folder, NAME, body), *plots]
 
 
 def _cosine(vectors: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -61,17 +120,23 @@ def markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pca(points: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each group's rows projected on the first two principal components of all rows."""
+    x = torch.cat(list(points.values())).float()
+    x = x - x.mean(0)
+    _, _, v = torch.pca_lowrank(x, q=2, center=False)
+    xy = x @ v[:, :2]
+    return dict(zip(points, xy.split([len(rows) for rows in points.values()])))
+
+
 def plot_pca(points: dict[str, torch.Tensor], markers: dict[str, list[int]] | None, path, title: str):
-    """2-D PCA of the rows of every group (one colour per group, one marker per text id)."""
+    """The 2-D points of every group (one colour per group, one marker per text id)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = torch.cat(list(points.values())).float()
-    x = x - x.mean(0)
-    _, _, v = torch.pca_lowrank(x, q=2, center=False)
-    xy = x @ v[:, :2]
+    xy = torch.cat(list(points.values()))
     fig, ax = plt.subplots(figsize=(6, 5))
     start, shapes = 0, "o^sDvP*X"
     for group, rows in points.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,22 +26,32 @@ from tqdm.auto import tqdm
 
 from ..data import generate_continuation, sample_passages
 from ..encode import encode_ids
-from ..layout import DEFAULT_LAYOUT
 from ..metrics import mean_std
 from ..model import FrozenLM
-from ..recipe import DEFAULT_RECIPE, Recipe
 from ..similarity import minilm_cosine, tfidf_cosine
+from .common import SampledConfig, option, save_config, write_markdown
+
+NAME, HELP = "locality", "distances between solutions by text and context (Figs. 5-6)"
 
 KINDS = ("same text, other seed", "same context, other text", "other context")
 SEED_STRIDE = 100  # encodings' seeds lie this far apart, so their restarts never meet
 
 
-def run(lm: FrozenLM, folder, *, contexts: int = 3, texts: int = 3, seeds: int = 3, length: int = 16,
-        source: str = "books", data_seed: int = 0, recipe: "str | Recipe" = DEFAULT_RECIPE,
-        layout: str = DEFAULT_LAYOUT, progress: bool = True) -> dict:
+@dataclass(kw_only=True)
+class Config(SampledConfig):
+    contexts: int = option(3, "book contexts", positive=True)
+    texts: int = option(3, "generated texts per context", positive=True)
+    seeds: int = option(3, "solutions of each context's first text", positive=True)
+    length: int = option(16, "tokens per text", positive=True)
+
+
+def run(lm: FrozenLM, config: Config, folder) -> dict:
     """Encode what is missing, then measure; returns (and writes) the distances."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    save_config(folder, NAME, config)
+    contexts, texts, seeds, length = config.contexts, config.texts, config.seeds, config.length
+    source, data_seed, recipe, layout, progress = (config.source, config.data_seed, config.recipe, config.layout,
+                                                   config.progress)
     passages = sample_passages(lm, source, contexts, length, seed=data_seed)
     points = []  # (context, text, seed, e, m, target ids)
     for c, p in enumerate(tqdm(passages, desc="contexts", disable=not progress)):
@@ -140,3 +151,15 @@ def plot(result: dict, folder: Path) -> list[Path]:
         plt.close(fig)
     return paths
 
+
+
+def report(folder) -> list[Path]:
+    """locality.md and the plots from locality.json."""
+    folder = Path(folder)
+    result = json.loads((folder / "locality.json").read_text())
+    plots = plot(result, folder)
+    body = (f"# Locality (Figs. 5-6)\n\n{result['model']}, {result['contexts']} contexts from {result['source']}, "
+            f"{result['texts']} generated texts each, {result['seeds']} seeds of the first, N={result['length']}; "
+            f"{result['solved']} of {result['encoded']} encodings solved and counted.\n\n" + table(result)
+            + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots))
+    return [write_markdown(folder, NAME, body), *plots]

@@ -9,19 +9,40 @@ token accuracy, token-set F1, and all-MiniLM-L6-v2 cosine. One record per (text,
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from ..errors import PrototokensError
 from ..metrics import token_accuracy
 from ..model import FrozenLM
-from ..proto import ProtoTokens
-from ..records import RunFolder, key_of
+from ..proto import ProtoTokens, load
+from ..records import RunFolder, key_of, read_records
 from ..similarity import minilm_embeddings
+from .common import StudyConfig, option, save_config, write_markdown
 
+NAME, HELP = "probe", "ordinary generation from proto-tokens, compared with their text"
 COMBINATIONS = ["e", "m", "e m", "start e", "start e m", "e m m m m"]
+
+
+@dataclass(kw_only=True)
+class Config(StudyConfig):
+    file: Path = option(None, "a proto-token file (from prototokens encode)", positional=True, type=Path)
+    combinations: list[str] = option(list(COMBINATIONS), "inputs to generate from", cli=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.file is None:
+            raise PrototokensError("probe needs a proto-token file")
+
+
+def proto_files(config: Config) -> list[Path]:
+    """The files the study reads: the model is the one they name."""
+    return [Path(config.file)]
 
 
 def inputs(lm: FrozenLM, proto: ProtoTokens, i: int, combination: str) -> torch.Tensor:
@@ -37,9 +58,14 @@ def token_f1(a: list[int], b: list[int]) -> float:
     return 0.0 if not common else 2 * common / (len(a) + len(b))
 
 
-def run(lm: FrozenLM, proto: ProtoTokens, folder, *, combinations: list[str] = list(COMBINATIONS),
-        source: str = "") -> RunFolder:
+def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
     """Generate from every combination for every text into ``folder`` (resumed)."""
+    save_config(folder, NAME, config)
+    return probe(lm, load(config.file, lm), folder, combinations=config.combinations, source=str(config.file))
+
+
+def probe(lm: FrozenLM, proto: ProtoTokens, folder, *, combinations: list[str], source: str = "") -> RunFolder:
+    """Generate from every combination for every text of ``proto`` into ``folder`` (resumed)."""
     proto.check_model(lm)
     if len(proto) < 2:
         raise PrototokensError("probing compares each generation with another text too: give a file of two or more texts")
@@ -75,3 +101,13 @@ def table(records: list[dict]) -> str:
                  for metric in ("accuracy", "f1", "minilm")]
         lines.append(f"| {combination} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def report(folder) -> list[Path]:
+    """probe.md from the records."""
+    folder = Path(folder)
+    s = json.loads((folder / "run.json").read_text())
+    body = (f"# Probing: ordinary generation from proto-tokens\n\n{s['model']}, {len(s['texts'])} texts "
+            f"of {s['source']}; each generation is compared with its own text and with another text.\n\n"
+            + table(read_records(folder / "records.jsonl")))
+    return [write_markdown(folder, NAME, body)]

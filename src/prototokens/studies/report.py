@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import PrototokensError
 from ..metrics import mean_std
 from ..records import read_records
-from .capacity import THRESHOLD
+from .common import THRESHOLD
 
 
 def load_runs(root: "str | Path") -> list[dict]:
@@ -114,7 +114,6 @@ def plot_accuracy(runs: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(7, 4.5))

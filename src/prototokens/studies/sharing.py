@@ -11,38 +11,56 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..layout import DEFAULT_LAYOUT
 from ..model import FrozenLM
-from ..recipe import DEFAULT_RECIPE, Recipe, get_recipe
+from ..recipe import label
 from ..records import RunFolder
-from .capacity import THRESHOLD, Text, unit
+from .common import THRESHOLD, SampledConfig, Text, names, option, read_config, sample, save_config, unit, write_markdown
+from .report import load_runs
+
+NAME, HELP = "sharing", "groups of S texts sharing m or e, over seeds (Table 2)"
 
 
-def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, length: int, sizes: list[int], shared: list[str],
-        seeds: int = 3, recipe: "str | Recipe" = DEFAULT_RECIPE, layout: str = DEFAULT_LAYOUT,
-        progress: bool = True) -> dict[tuple[str, int], RunFolder]:
+@dataclass(kw_only=True)
+class Config(SampledConfig):
+    texts: int = option(8, "how many texts", positive=True)
+    length: int = option(16, "tokens per text", positive=True)
+    sizes: list[int] = option([1, 4], "group sizes S")
+    vectors: list[str] = option(["m", "e"], "which vector is shared")
+    seeds: int = option(3, "seeds per group", positive=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        names(self.sizes, range(1, self.texts + 1), "group size")
+        names(self.vectors, ["m", "e"], "shared vector")
+
+
+def run(lm: FrozenLM, config: Config, folder) -> dict[tuple[str, int], RunFolder]:
     """Fit every group of every size with every seed into ``folder``/shared-V-sS (resumed)."""
-    recipe = get_recipe(recipe)
-    texts = [Text(t.id, t.target_ids[:length], t.meta) for t in texts]
+    save_config(folder, NAME, config)
+    recipe, length, seeds = config.recipe, config.length, config.seeds
+    texts = [Text(t.id, t.target_ids[:length], t.meta) for t in sample(lm, config, config.texts, length)]
     folders = {}
-    work = [(v if s > 1 else None, s) for s in sizes if len(texts) // s for v in (shared if s > 1 else [None])]
-    bar = tqdm(total=sum(len(texts) // s * s * seeds for _, s in work), disable=not progress, desc="sharing", unit="text-seed")
+    work = [(v if s > 1 else None, s) for s in config.sizes if len(texts) // s for v in (config.vectors if s > 1 else [None])]
+    bar = tqdm(total=sum(len(texts) // s * s * seeds for _, s in work), disable=not config.progress, desc="sharing",
+               unit="text-seed")
     for vector, size in work:  # S = 1 shares nothing: one run stands for both vectors
         # a shared vector ties a group into one unit; with nothing shared, all texts go in one batch
         groups = [texts[i: i + size] for i in range(0, len(texts) // size * size, size)] if vector else [texts]
         run_folder = RunFolder(Path(folder) / (f"shared-{vector}-s{size}" if vector else "s1"), {
             "study": "sharing", "shared": vector, "group_size": size, "model": lm.name, "fingerprint": lm.fingerprint,
-            "source": source, "texts": [t.id for t in texts], "length": length, "seeds": seeds, "layout": layout,
-            "recipe": recipe.to_dict(), "threshold": THRESHOLD})
+            "source": config.source, "texts": [t.id for t in texts], "length": length, "seeds": seeds,
+            "layout": config.layout, "recipe": recipe.to_dict(), "threshold": THRESHOLD})
         for seed in range(seeds):
             for group in groups:
-                unit(lm, run_folder, group, length, seed, vector, recipe, layout, progress)
+                unit(lm, run_folder, group, length, seed, shared=vector, recipe=recipe, layout=config.layout,
+                     progress=config.progress)
                 bar.update(len(group))
-        folders |= {(v, size): run_folder for v in ([vector] if vector else shared)}
+        folders |= {(v, size): run_folder for v in ([vector] if vector else config.vectors)}
     bar.close()
     return folders
 
@@ -77,3 +95,23 @@ def table(folders: dict[tuple[str, int], list[dict]]) -> str:
 def _needed(needed: list) -> str:
     passed = [n for n in needed if n is not None]
     return f"{len(passed)}/{len(needed)}" + (f" ({statistics.mean(passed):.1f})" if passed else "")
+
+
+def report(folder) -> list[Path]:
+    """sharing.md from the run folders; S = 1 stands for every shared vector of the study."""
+    runs = load_runs(folder)
+    vectors = [v for v in ("m", "e") if v in read_vectors(folder, runs)]
+    folders = {}
+    for r in runs:
+        shared = r["settings"]["shared"]
+        folders |= {(v, r["settings"]["group_size"]): r["records"] for v in ([shared] if shared else vectors)}
+    s = runs[0]["settings"]
+    body = (f"# Sharing one vector (Table 2)\n\n{s['model']}, {len(s['texts'])} texts from {s['source']}, "
+            f"N={s['length']}, {s['seeds']} seeds, recipe {label(s['recipe'])} ({s['recipe']['max_steps']} steps).\n\n"
+            + table(folders))
+    return [write_markdown(folder, NAME, body)]
+
+
+def read_vectors(folder, runs: list[dict]) -> list[str]:
+    """The vectors the study shared: its config's, else those its folders name."""
+    return read_config(folder).get("config", {}).get("vectors") or [r["settings"]["shared"] for r in runs]
