@@ -48,6 +48,7 @@ def main():
     p.add_argument("--device")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--recipes", default="fast,paper@em")
+    p.add_argument("--compute-dtype", help="run every recipe's forward and backward in this dtype (default: each recipe's own)")
     p.add_argument("--lengths", default="16,32,64,128")
     p.add_argument("--texts", type=int, default=4)
     p.add_argument("--steps", type=int, default=1000, help="the same step budget for every recipe")
@@ -68,7 +69,7 @@ def main():
         first = None
         for name in args.recipes.split(","):
             recipe_name, _, layout = name.partition("@")
-            recipe = pt.get_recipe(recipe_name)  # its own schedule; more seeds while the budget lasts
+            recipe = pt.get_recipe(recipe_name).with_overrides(dtype=args.compute_dtype)  # its own schedule; more seeds while the budget lasts
             restarts = max(1, args.steps // recipe.max_steps)
             if restarts * recipe.max_steps > args.steps:
                 recipe = recipe.with_overrides(max_steps=args.steps)

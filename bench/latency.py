@@ -64,7 +64,7 @@ def fp32_step_seconds(lm, n: int, repeats: int = 5) -> float:
     for _ in range(repeats + 1):
         e, m = (torch.randn(1, lm.d_model, requires_grad=True) for _ in range(2))
         started = time.perf_counter()
-        evaluate(lm, layout, {"e": e * 0.1, "m": m * 0.1}, [list(range(5, 5 + n))])[0].sum().backward()
+        evaluate(lm, layout, {"e": e * 0.1, "m": m * 0.1}, [list(range(5, 5 + n))]).objective.sum().backward()
         times.append(time.perf_counter() - started)
     return statistics.median(times[1:])
 
@@ -82,9 +82,10 @@ def decodes(models: dict, path: Path) -> dict:
         proto = pt.load(path, lm)
         layout = pt.get_layout(proto.layout)
         rows = [proto.vectors(i) for i in range(len(proto))]
-        result = evaluate(lm, layout, {"e": torch.stack([e for e, _ in rows]), "m": torch.stack([m for _, m in rows])},
-                          [t.target_ids for t in proto.texts])
-        out[dtype] = {"exact": [a == 1.0 for a in result[2].tolist()], "margin": result[3].tolist()}
+        with torch.no_grad():
+            scores = evaluate(lm, layout, {"e": torch.stack([e for e, _ in rows]), "m": torch.stack([m for _, m in rows])},
+                              [t.target_ids for t in proto.texts])
+        out[dtype] = {"exact": [a == 1.0 for a in scores.accuracy.tolist()], "margin": scores.margin.tolist()}
     return out
 
 
