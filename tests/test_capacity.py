@@ -12,7 +12,8 @@ from prototokens import PrototokensError, get_recipe
 from prototokens.records import read_records
 from prototokens.studies import capacity
 
-RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=150, init="embedding-std", first_weight=1.0)
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=150, init="embedding-std", first_weight=1.0,
+                                          dtype="float32", check_dtypes=(), margin=0.0)
 SENTENCES = ["Alice was beginning to get very tired of sitting by her sister on the bank.",
              "All the world's a stage, and all the men and women merely players.",
              "Of Man's first disobedience, and the fruit of that forbidden tree."]

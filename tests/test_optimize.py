@@ -9,7 +9,8 @@ from prototokens.layout import LAYOUTS
 from prototokens.optimizers import OPTIMIZERS
 from prototokens.recipe import label, same_recipe
 
-RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=400, init="embedding-std", first_weight=1.0)
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=400, init="embedding-std", first_weight=1.0,
+                                          dtype="float32", check_dtypes=(), margin=0.0)
 TEXTS = ["Alice was beginning to get", "All the world's a stage", "Of Man's first"]
 
 

@@ -10,7 +10,8 @@ from prototokens.cli import main
 from prototokens.studies import arrangements, connectivity, geometry, locality, probe, sharing
 from prototokens.studies.capacity import Text
 
-RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=150, init="embedding-std", first_weight=1.0)
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=150, init="embedding-std", first_weight=1.0,
+                                          dtype="float32", check_dtypes=(), margin=0.0)
 SENTENCES = ["Alice was beginning to get very tired of sitting by her sister on the bank.",
              "All the world's a stage, and all the men and women merely players.",
              "Of Man's first disobedience, and the fruit of that forbidden tree.",

@@ -64,8 +64,11 @@ class FrozenLM:
         self.name = name
 
     def in_dtype(self, dtype: "str | torch.dtype") -> "FrozenLM":
-        """This model with its weights cast to ``dtype`` (itself if they already are); the copy
-        is made once and kept, so a bf16 compute path and an fp32 check share one load."""
+        """This model with its weights cast to ``dtype`` (itself if they already are; "auto":
+        bfloat16 where :func:`native_bf16`, else float32); the copy is made once and kept, so a
+        bf16 compute path and an fp32 check share one load."""
+        if dtype == "auto":
+            dtype = torch.bfloat16 if native_bf16(self.device) else torch.float32
         dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
         if dtype == self.dtype:
             return self
@@ -157,6 +160,18 @@ class FrozenLM:
         weight = self.model.get_input_embeddings().weight.detach()
         digest.update(weight.to("cpu", torch.bfloat16).view(torch.int16).numpy().tobytes())
         return digest.hexdigest()[:16]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX (Linux flags). Elsewhere bf16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return device.type == "cpu" and any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
 
 
 def default_device() -> str:

@@ -163,7 +163,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     next_check = {}  # group -> first step at which its decode is checked again after a miss
     active = list(range(len(rows)))  # positions in ``rows``
     groups = [active] if shared else [[a] for a in active]
-    record = {g[0]: (-1.0, 0) for g in groups}  # group -> (best accuracy this seed, step it was reached)
+    record = {g[0]: ((-1.0, -math.inf), 0) for g in groups}  # group -> (best progress this seed, step it was reached)
     bar = tqdm(total=recipe.max_steps, disable=not progress, leave=False, dynamic_ncols=True,
                desc=f"seed {seed}" if progress else None)
     for step in range(recipe.max_steps + 1):
@@ -198,9 +198,9 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
                     margin[k] = min(margin[k], g)
             best.offer([rows[a] for a in group], {n: v[ks] for n, v in vectors.items()},
                        *([s[k] for k in ks] for s in (loss, acc, margin)), step, seed, solved)
-            accuracy = sum(acc[k] for k in ks)
-            if accuracy > record[group[0]][0]:
-                record[group[0]] = accuracy, step
+            progress = _progress([acc[k] for k in ks], [margin[k] for k in ks], recipe)
+            if progress > record[group[0]][0]:
+                record[group[0]] = progress, step
             stalled = recipe.patience is not None and step - record[group[0]][1] >= recipe.patience
             if solved or stalled:
                 stopped.update(group)
@@ -231,6 +231,13 @@ def _margins_everywhere(checks: list[FrozenLM], layout: Arrangement, vectors: di
             return None
         found = margins if found is None else [min(a, b) for a, b in zip(found, margins)]
     return found
+
+
+def _progress(accuracy: list[float], margin: list[float], recipe: Recipe) -> tuple[float, float]:
+    """How far a group is from solved, for ``patience``: its accuracy, then, once every target
+    leads, its smallest margin up to the one the recipe asks for."""
+    exact = all(a == 1.0 for a in accuracy)
+    return sum(accuracy), min(min(margin), recipe.margin) if exact and recipe.margin else -math.inf
 
 
 def _solved(accuracy: float, margin: float, recipe: Recipe) -> bool:

@@ -40,8 +40,10 @@ class Recipe:
     eps: float = 1e-8
     optimizer: str = "adamw"  # a name in optimizers.OPTIMIZERS
     version: int = 1  # of the preset ``name``; raised whenever a preset's values change
-    # weights the forward and backward run in (e and m stay float32): "bfloat16" costs about
-    # half a float32 step on CPUs with bf16 units and far less on GPUs
+    # weights the forward and backward run in (e and m stay float32); "auto": bfloat16 where the
+    # hardware computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), where
+    # a step costs about half a float32 one or less, else float32 (CPUs without bf16 units
+    # emulate it, about 6x slower than float32)
     dtype: str = "float32"
     # a text counts as solved only when one forward pass in each of these weight dtypes writes
     # it exactly, with every target leading by ``margin`` there too, so its file decodes the
@@ -52,7 +54,7 @@ class Recipe:
         if self.optimizer not in OPTIMIZERS:
             raise PrototokensError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         for dtype in (self.dtype, *self.check_dtypes):
-            if dtype not in DTYPES:
+            if dtype not in DTYPES and dtype != "auto":
                 raise PrototokensError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
         if self.init not in INITS:
             raise PrototokensError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
@@ -114,9 +116,13 @@ RECIPES = {
     # Kuratov et al.'s settings for the cramming baseline (the optimiser of the paper, randn * std init)
     "cramming": Recipe("cramming", lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01, max_steps=5000,
                        init="embedding-std", patience=2000),
-    # v1 had lr 1e-2 (results/studies were made with it); v2: lr 3e-2
-    "fast": Recipe("fast", version=2, lr=3e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
-                   init="start", schedule="cosine", first_weight=4.0, patience=200),
+    # v1 had lr 1e-2 (results/studies were made with it); v2: lr 3e-2 (results/capacity);
+    # v3: the forward and backward in bf16 where the hardware has it, and a text stops only when
+    # one pass in fp32 and one in bf16 write it with every target ahead by 0.3 logit (the largest
+    # shift of a margin measured between two CPU kernel paths in bf16: bench/RESULTS.md)
+    "fast": Recipe("fast", version=3, lr=3e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
+                   init="start", schedule="cosine", first_weight=4.0, patience=200, dtype="auto",
+                   check_dtypes=("float32", "bfloat16"), margin=0.3),
 }
 DEFAULT_RECIPE = "fast"
 
