@@ -81,12 +81,13 @@ def encode_sharded(lm: FrozenLM, texts: list[str], output: "str | os.PathLike", 
                    trajectory: bool = False, progress: bool = True, extra: dict | None = None) -> ProtoTokens | None:
     """Encode ``texts`` into ``output`` with every rank of a torchrun job (or one process).
 
-    Each rank takes its share of the texts not yet done and, after each batch, writes them
-    atomically to ``OUTPUT.parts/texts-I.proto.safetensors`` (I: the first text's index; the
-    file lists the indices it holds). A rerun with any number of ranks first collects what
+    The texts go in the batches one process makes (0..B-1, B..2B-1, ...; without the texts
+    already done), dealt to the ranks in turn; after each batch, a rank writes it atomically
+    to ``OUTPUT.parts/texts-I.proto.safetensors`` (I: its first text's index; the file lists
+    the indices it holds). A rerun with any number of ranks first collects what
     ``output`` and every part already hold, so a killed job loses at most its batches in progress.
     When all ranks are done, rank 0 writes ``output`` with the texts in input order, the same file
-    one process writes (texts do not depend on their batch), removes the parts and returns it;
+    one process writes (the same batches, so the same rounding), removes the parts and returns it;
     the other ranks return None. One vector per text only: a shared vector ties the texts into one
     batch, which :func:`encode_ids` runs in one process.
     """
@@ -103,17 +104,20 @@ def encode_sharded(lm: FrozenLM, texts: list[str], output: "str | os.PathLike", 
     fresh = _empty(lm, layout, recipe, seed, restarts, None, extra)
     done = _done(fresh, output, parts, hashes)
     distributed.barrier()  # every rank has read what is done before any writes more
-    todo = [i for i in range(len(texts)) if i not in done]
-    if todo and distributed.is_main():
-        log.warning("%s: %d of %d texts already done; %d ranks share the other %d", output, len(done), len(texts),
-                    distributed.world_size(), len(todo))
-    mine = distributed.shard(todo)
+    # the batches one process makes (texts 0..B-1, B..2B-1, ...), less what is done, dealt out in turn:
+    # the same batches whatever the number of ranks, so the same float rounding, so the same file
+    batches = [[i for i in range(start, min(start + batch_size, len(texts))) if i not in done]
+               for start in range(0, len(texts), batch_size)]
+    batches = [b for b in batches if b]
+    if batches and distributed.is_main():
+        log.warning("%s: %d of %d texts already done; %d rank(s) share the other %d in %d batches", output, len(done),
+                    len(texts), distributed.world_size(), len(texts) - len(done), len(batches))
+    mine = distributed.shard(batches)
     if mine:
         parts.mkdir(exist_ok=True)
-    for n_batch, start in enumerate(range(0, len(mine), batch_size)):
-        indices = mine[start: start + batch_size]
+    for n_batch, indices in enumerate(mine):
         if progress:
-            log.warning("batch %d/%d: texts %s", n_batch + 1, -(-len(mine) // batch_size), ", ".join(map(str, indices)))
+            log.warning("batch %d/%d: texts %s", n_batch + 1, len(mine), ", ".join(map(str, indices)))
         batch = [targets[i] for i in indices]
         fit = optimize(lm, batch, layout=layout, recipe=recipe, seed=seed, restarts=restarts, trajectory=trajectory,
                        progress=progress)
