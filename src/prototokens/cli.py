@@ -18,18 +18,35 @@ from .studies.capacity import GRID
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import distributed
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    prefix = f"[rank {distributed.rank()}] " if distributed.active() else ""
+    logging.basicConfig(level=logging.WARNING, format=prefix + "%(message)s")
     _quiet_libraries()
     try:
         _check_output(args)
-        return args.run(args) or 0
+        args.device = distributed.setup(getattr(args, "device", None))
+        with _locked(args):
+            return args.run(args) or 0
     except PrototokensError as err:
-        print(f"prototokens: error: {err}", file=sys.stderr)
+        print(f"prototokens: error: {prefix}{err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prototokens: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.finish()
+
+
+def _locked(args):
+    """The lock on the output this command writes (an encode's file, a capacity or study folder)."""
+    import contextlib
+
+    from . import distributed
+
+    output = getattr(args, "output", None) if args.run is _encode else getattr(args, "out", None)
+    return distributed.lock(output) if output is not None else contextlib.nullcontext()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -193,8 +210,10 @@ def _encode_options(args) -> dict:
 
     recipe = baseline_recipe(args.recipe) if getattr(args, "mem", None) else get_recipe(args.recipe or DEFAULT_RECIPE)
     recipe = recipe.with_overrides(max_steps=args.steps, lr=args.lr, init=args.init)
+    from . import distributed
+
     return dict(layout=args.layout, recipe=recipe, seed=args.seed, restarts=args.restarts,
-                shared="m" if args.shared_m else None, progress=not args.quiet)
+                shared="m" if args.shared_m else None, progress=not args.quiet and distributed.is_main())
 
 
 def _read_texts(args) -> list[str]:
@@ -216,15 +235,32 @@ def _read_texts(args) -> list[str]:
 
 
 def _encode(args):
-    from .encode import encode
+    import shutil
+
+    from . import distributed
+    from .encode import encode, encode_sharded, parts_folder
 
     texts = _read_texts(args)
     lm = _load(args, args.model)
-    if args.force:
+    parts, options = parts_folder(args.output), _encode_options(args)
+    if args.force and distributed.is_main():
         args.output.unlink(missing_ok=True)
-    proto = encode(lm, texts, batch_size=args.batch_size, trajectory=args.trajectory is not None,
-                   checkpoint=args.output, **_encode_options(args))
-    proto.save(args.output)
+        shutil.rmtree(parts, ignore_errors=True)
+    distributed.barrier()
+    if options["shared"] or not (distributed.active() or parts.is_dir()):  # one process, as ever
+        proto = None
+        if distributed.is_main():  # a shared vector ties the texts into one batch: rank 0 runs it
+            with distributed.alone():
+                proto = encode(lm, texts, batch_size=args.batch_size, trajectory=args.trajectory is not None,
+                               checkpoint=args.output, **options)
+                proto.save(args.output)
+        distributed.barrier()
+    else:  # under torchrun, or resuming a torchrun job's parts
+        del options["shared"]
+        proto = encode_sharded(lm, texts, args.output, batch_size=args.batch_size,
+                               trajectory=args.trajectory is not None, **options)
+    if proto is None:
+        return 0  # not rank 0: rank 0 merged and reports
     if args.trajectory:
         with args.trajectory.open("w") as f:
             for i, steps in enumerate(proto.trajectory):
@@ -307,7 +343,11 @@ def _capacity(args):
     run = capacity.run(lm, texts, args.out, source=args.source, grid=grid, seeds=args.seeds,
                        shared=options["shared"] == "m", recipe=options["recipe"], layout=args.layout,
                        mem=args.mem, batch_size=args.batch_size, progress=options["progress"])
+    from . import distributed
     from .studies.report import capacities
+
+    if not distributed.is_main():
+        return 0
 
     caps = [c["capacity"] for c in capacities(run.records).values()]
     print(f"{args.out}: capacity per text {caps}; mean {sum(caps) / len(caps):.1f} tokens")
@@ -335,7 +375,17 @@ def _study(args):
         lm, _ = _load_files(args, module.proto_files(config))
     else:
         lm = _load(args, args.model)
-    module.run(lm, config, args.out)
+    from . import distributed
+
+    if getattr(module, "SHARDED", False) or not distributed.active():
+        module.run(lm, config, args.out)  # under torchrun the ranks share its units
+    else:  # a study whose units are not shared out runs on rank 0 while the others wait
+        if distributed.is_main():
+            with distributed.alone():
+                module.run(lm, config, args.out)
+        distributed.barrier()
+    if not distributed.is_main():
+        return 0
     for path in module.report(args.out):
         print(path.read_text() + f"\nwrote {path}" if path.suffix == ".md" else f"wrote {path}")
 

@@ -4,6 +4,10 @@
 with other settings is refused, so old and new records never mix. Each finished unit is one
 line, written and flushed at once, keyed by a hash of what the unit is; a rerun skips keys
 already present. A line cut short by a kill is ignored (and its unit redone).
+
+Under torchrun each rank appends to its own ``records.rank-K.jsonl``; every rank reads all of
+them (whatever job or world size wrote them) to know what is done, and :meth:`RunFolder.gather`
+has rank 0 merge them into ``records.jsonl`` in the order one process would have written it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+from . import distributed
 from .errors import PrototokensError
 from .recipe import same_recipe
 
@@ -35,23 +40,84 @@ class RunFolder:
                     f"{self.folder} holds a run with other settings ({', '.join(changed)} differ); "
                     "use another folder, or the same settings to resume")
         else:
-            tmp = run.with_suffix(".tmp")
+            tmp = run.with_suffix(f".{os.getpid()}.tmp")  # ranks may write it at once
             tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
             tmp.replace(run)
         self.settings = settings
         self.path = self.folder / records
-        _drop_partial_last_line(self.path)
-        self.records = read_records(self.path)
+        if distributed.active():
+            self.write_path = self.folder / f"{Path(records).stem}.rank-{distributed.rank()}.jsonl"
+        else:
+            self.write_path = self.path
+            merge_parts(self.folder, records)  # left by a torchrun job that was stopped
+        for path in {self.path, self.write_path} if distributed.is_main() else {self.write_path}:
+            _drop_partial_last_line(path)
+        self.read()
+
+    def read(self) -> None:
+        """(Re)read the records: the merged file and every rank's part."""
+        self.records = _unique([r for path in (self.path, *_parts(self.folder, self.path.name)) for r in read_records(path)])
         self.done = {r["key"] for r in self.records}
+
+    def gather(self) -> None:
+        """Under torchrun, wait for every rank, have rank 0 merge the parts into the records
+        file, and reread it, so every rank holds all records. A no-op in one process."""
+        if distributed.active():
+            distributed.barrier()
+            if distributed.is_main():
+                merge_parts(self.folder, self.path.name)
+            distributed.barrier()
+            self.read()
 
     def append(self, record: dict) -> None:
         """Write one finished unit durably (flushed and synced before returning)."""
-        with self.path.open("a") as f:
+        with self.write_path.open("a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
         self.records.append(record)
         self.done.add(record["key"])
+
+
+def _parts(folder: Path, records: str = "records.jsonl") -> list[Path]:
+    return sorted(folder.glob(f"{Path(records).stem}.rank-*.jsonl"))
+
+
+def _unique(records: list[dict]) -> list[dict]:
+    """The first record of each key (a unit redone after a kill shows up twice)."""
+    seen: set = set()
+    return [r for r in records if not (r["key"] in seen or seen.add(r["key"]))]
+
+
+def merge_parts(folder: "str | os.PathLike", records: str = "records.jsonl") -> bool:
+    """Merge the ranks' part files of a run folder into its records file and remove them.
+
+    The records are ordered as one process writes them (by length, then seed, then the text's
+    place in ``run.json``), so a merged run reports exactly as a one-process run. The new file
+    replaces the old atomically before any part is removed: a kill leaves parts that the next
+    merge reads again, never a loss."""
+    folder = Path(folder)
+    parts = _parts(folder, records)
+    if not parts:
+        return False
+    path = folder / records
+    merged = _unique([r for p in (path, *parts) for r in read_records(p)])
+    run = folder / "run.json"
+    texts = json.loads(run.read_text()).get("texts", []) if run.exists() else []
+    place = {t: i for i, t in enumerate(texts)}
+
+    def order(r):
+        return (r.get("length", 0), r.get("seed", 0), place.get(r.get("text"), len(place)))
+
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with tmp.open("w") as f:
+        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in sorted(merged, key=order))
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    for p in parts:
+        p.unlink()
+    return True
 
 
 def _changed(old: dict, new: dict) -> list[str]:

@@ -19,6 +19,7 @@ from .common import SampledConfig, names, option, sample, save_config, write_mar
 from .report import load_runs
 
 NAME, HELP = "arrangements", "the five layouts over lengths 1, 2, 4, ... (Table 1)"
+SHARDED = True  # under torchrun the ranks share its units (see common.py)
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
-from .. import cramming
+from .. import cramming, distributed
 from ..cramming import Cramming
 from ..layout import DEFAULT_LAYOUT, resolve_layout
 from ..model import FrozenLM
@@ -45,14 +45,16 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int]
     ``mem=K`` runs the cramming baseline with K [mem] vectors instead of proto-tokens. ``recipe``
     defaults to ``fast`` for proto-tokens and to Kuratov et al.'s ``cramming`` for the baseline.
     ``climb=False`` runs every text at every length, passed or not (the arrangements study).
+    Under torchrun each rank climbs its shard of the texts (all of them on rank 0 with a shared
+    m, whose group is one unit), and every rank returns the merged folder.
     """
     if mem is not None:
         recipe, shared, layout = cramming.baseline_recipe(recipe), False, Cramming(mem)
     recipe, layout = get_recipe(recipe or DEFAULT_RECIPE), resolve_layout(layout)
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
     run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout.name, mem))
-    climbing = list(texts)
-    bar = tqdm(total=len(texts) * len(grid), disable=not progress, desc="capacity", unit="text-length")
+    climbing = (texts if distributed.is_main() else []) if shared else distributed.shard(texts)
+    bar = tqdm(total=len(climbing) * len(grid), disable=not progress, desc="capacity", unit="text-length")
     for n in grid:
         passed: set[str] = set()
         for seed in range(seeds):
@@ -72,4 +74,5 @@ def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int]
         if not climbing:
             break
     bar.close()
+    run_folder.gather()
     return run_folder

@@ -7,6 +7,10 @@ resumes, and ``report(folder)`` that writes ``NAME.md`` and its plots from what 
 ``run`` saves the config as ``study.json``, which is how ``report`` (and ``prototokens report``)
 knows the study. Registered once in ``prototokens.studies.STUDIES``, it gets its CLI subcommand
 from the fields of its config.
+
+Under torchrun, a study whose module sets ``SHARDED = True`` gives each rank a share of its
+units (``distributed.shard``) and calls ``RunFolder.gather`` at the end of each run folder;
+the command line runs any other study on rank 0 alone while the other ranks wait.
 """
 
 from __future__ import annotations

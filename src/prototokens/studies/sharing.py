@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..model import FrozenLM
 from ..recipe import label
 from ..records import RunFolder
@@ -23,6 +24,7 @@ from .common import THRESHOLD, SampledConfig, Text, names, option, read_config, 
 from .report import load_runs
 
 NAME, HELP = "sharing", "groups of S texts sharing m or e, over seeds (Table 2)"
+SHARDED = True  # under torchrun the ranks share its units (see common.py)
 
 
 @dataclass(kw_only=True)
@@ -55,11 +57,13 @@ def run(lm: FrozenLM, config: Config, folder) -> dict[tuple[str, int], RunFolder
             "study": "sharing", "shared": vector, "group_size": size, "model": lm.name, "fingerprint": lm.fingerprint,
             "source": config.source, "texts": [t.id for t in texts], "length": length, "seeds": seeds,
             "layout": config.layout, "recipe": recipe.to_dict(), "threshold": THRESHOLD})
+        mine = distributed.shard(groups) if vector else [distributed.shard(texts)]  # torchrun: a share each
         for seed in range(seeds):
-            for group in groups:
+            for group in mine:
                 unit(lm, run_folder, group, length, seed, shared=vector, recipe=recipe, layout=config.layout,
                      progress=config.progress)
                 bar.update(len(group))
+        run_folder.gather()
         folders |= {(v, size): run_folder for v in ([vector] if vector else config.vectors)}
     bar.close()
     return folders
