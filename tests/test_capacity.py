@@ -51,7 +51,7 @@ def test_a_rerun_skips_what_is_done(tiny, tmp_path):
 def test_a_folder_written_before_recipes_had_versions_still_resumes(tiny, tmp_path):
     capacity.run(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
     settings = json.loads((tmp_path / "run.json").read_text())
-    assert settings["recipe"]["version"] == 2
+    assert settings["recipe"]["version"] == 3
     for field in ("version", "optimizer"):  # as run folders were written before
         del settings["recipe"][field]
     (tmp_path / "run.json").write_text(json.dumps(settings))

@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--recipe", choices=list(RECIPES), help=f"default {DEFAULT_RECIPE} (cramming with --mem)")
         q.add_argument("--steps", type=_positive_int, help="most optimisation steps per seed")
         q.add_argument("--lr", type=float, help="learning rate")
+        q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
         q.add_argument("--init", choices=INITS, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start token")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--restarts", type=_positive_int, default=3, help="seeds to try on texts not yet reconstructed (default 3)")
@@ -209,7 +210,7 @@ def _encode_options(args) -> dict:
     from .recipe import get_recipe
 
     recipe = baseline_recipe(args.recipe) if getattr(args, "mem", None) else get_recipe(args.recipe or DEFAULT_RECIPE)
-    recipe = recipe.with_overrides(max_steps=args.steps, lr=args.lr, init=args.init)
+    recipe = recipe.with_overrides(max_steps=args.steps, lr=args.lr, init=args.init, margin=args.margin)
     from . import distributed
 
     return dict(layout=args.layout, recipe=recipe, seed=args.seed, restarts=args.restarts,
