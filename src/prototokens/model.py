@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 import torch
@@ -162,16 +162,19 @@ class FrozenLM:
         return digest.hexdigest()[:16]
 
 
+@cache
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 natively: a CUDA GPU that supports it, or a CPU with
     AVX512-BF16 or AMX (Linux flags). Elsewhere bf16 is emulated and slower than float32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return device.type == "cpu" and any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
 
 
 def default_device() -> str:
