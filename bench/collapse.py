@@ -22,7 +22,7 @@ import prototokens as pt
 from prototokens.data import sample_passages
 from prototokens.optimize import optimize
 from prototokens.recipe import Recipe
-from prototokens.studies.capacity import THRESHOLD, Text
+from prototokens.studies.common import THRESHOLD, Text
 from prototokens.studies.report import load_runs
 from variants import value
 

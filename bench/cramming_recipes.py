@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import prototokens as pt
-from prototokens.cramming import Cramming, baseline_recipe, evaluate
+from prototokens.cramming import Cramming, evaluate
 from prototokens.data import sample_passages
 
 
@@ -26,7 +26,7 @@ def main():
     for passage in sample_passages(lm, "books", 3, 128, seed=0):
         target = passage.target_ids[: args.tokens]
         for name in args.recipes.split(","):
-            recipe = baseline_recipe(pt.get_recipe(name).with_overrides(max_steps=300))
+            recipe = Cramming().recipe(name).with_overrides(max_steps=300)
             fit = pt.optimize(lm, [target], layout=Cramming(), recipe=recipe, progress=False)
             row = {"text": lm.detokenize(target), "recipe": name, "status": fit.outcomes[0].status, "steps": fit.outcomes[0].steps,
                    "teacher_forced_accuracy": fit.outcomes[0].accuracy, "greedy_accuracy": evaluate(lm, fit, [target])[0]["greedy_accuracy"]}

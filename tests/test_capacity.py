@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from prototokens import PrototokensError, get_recipe
+from prototokens.cramming import Cramming
 from prototokens.records import read_records
 from prototokens.studies import capacity
 
@@ -24,7 +25,7 @@ def texts(lm):
 
 
 def test_sweep_records_every_unit_and_stops_climbing_after_a_failure(tiny, tmp_path):
-    run = capacity.run(tiny, texts(tiny), tmp_path, source="test", grid=[2, 4, 16], seeds=2,
+    run = capacity.sweep(tiny, texts(tiny), tmp_path, source="test", grid=[2, 4, 16], seeds=2,
                        recipe=RECIPE, progress=False)
     records = read_records(tmp_path / "records.jsonl")
     assert records == run.records
@@ -42,33 +43,33 @@ def test_sweep_records_every_unit_and_stops_climbing_after_a_failure(tiny, tmp_p
 
 
 def test_a_rerun_skips_what_is_done(tiny, tmp_path):
-    capacity.run(tiny, texts(tiny), tmp_path, source="test", grid=[2, 4], recipe=RECIPE, progress=False)
+    capacity.sweep(tiny, texts(tiny), tmp_path, source="test", grid=[2, 4], recipe=RECIPE, progress=False)
     before = (tmp_path / "records.jsonl").read_text()
-    capacity.run(tiny, texts(tiny), tmp_path, source="test", grid=[2, 4], recipe=RECIPE, progress=False)
+    capacity.sweep(tiny, texts(tiny), tmp_path, source="test", grid=[2, 4], recipe=RECIPE, progress=False)
     assert (tmp_path / "records.jsonl").read_text() == before
 
 
 def test_a_folder_written_before_recipes_had_versions_still_resumes(tiny, tmp_path):
-    capacity.run(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
     settings = json.loads((tmp_path / "run.json").read_text())
     assert settings["recipe"]["version"] == 3
     for field in ("version", "optimizer"):  # as run folders were written before
         del settings["recipe"][field]
     (tmp_path / "run.json").write_text(json.dumps(settings))
     before = (tmp_path / "records.jsonl").read_text()
-    capacity.run(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
     assert (tmp_path / "records.jsonl").read_text() == before
 
 
 def test_changed_settings_are_refused_not_mixed(tiny, tmp_path):
-    capacity.run(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
     with pytest.raises(PrototokensError, match="other settings \\(recipe differ"):
-        capacity.run(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2],
+        capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2],
                      recipe=RECIPE.with_overrides(lr=0.01), progress=False)
 
 
 def test_shared_m_sweeps_the_group_together(tiny, tmp_path):
-    capacity.run(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 3], shared=True,
+    capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 3], shared=True,
                  recipe=RECIPE, progress=False)
     records = read_records(tmp_path / "records.jsonl")
     assert {r["group"] for r in records if r["length"] == 2} != {None}
@@ -83,7 +84,7 @@ def test_a_shared_m_passes_a_length_only_when_it_serves_every_text(tiny, tmp_pat
         return [{"text": t.id, "accuracy": 1.0 if t.id == "t0" or n == 2 else 0.5} for t in batch]
 
     monkeypatch.setattr(capacity, "unit", unit)
-    capacity.run(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 3, 4], seeds=2, shared=True,
+    capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 3, 4], seeds=2, shared=True,
                  recipe=RECIPE, progress=False)
     # the second seed retries the whole group, and t0 does not climb on alone
     assert calls == [(2, 0, ["t0", "t1"]), (3, 0, ["t0", "t1"]), (3, 1, ["t0", "t1"])]
@@ -91,11 +92,11 @@ def test_a_shared_m_passes_a_length_only_when_it_serves_every_text(tiny, tmp_pat
 
 def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
     from prototokens import optimize
-    from prototokens.cramming import Cramming, baseline_recipe, evaluate
+    from prototokens.cramming import evaluate
 
     # 5 tokens into 4 [mem] vectors: every random init of the tiny model tried learns it in < 50 steps
     target = tiny.tokenize("Alice was beginning")[:5]
-    fit = optimize(tiny, [target], layout=Cramming(4), recipe=baseline_recipe(RECIPE.with_overrides(max_steps=400)),
+    fit = optimize(tiny, [target], layout=Cramming(4), recipe=Cramming(4).recipe(RECIPE.with_overrides(max_steps=400)),
                    restarts=3, progress=False)
     assert fit.vectors["mem"].shape == (1, 4, tiny.d_model)
     assert [o.status for o in fit.outcomes] == ["solved"]
@@ -111,11 +112,24 @@ def test_cramming_teacher_forced_and_greedy_accuracy_on_a_tiny_model(tiny):
 
 
 def test_cramming_sweep_counts_greedy_accuracy_and_records_both(tiny, tmp_path):
-    capacity.run(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 4], mem=1, recipe=RECIPE, progress=False)
+    capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 4], layout=Cramming(1), recipe=RECIPE,
+                   progress=False)
     records = read_records(tmp_path / "records.jsonl")
     assert json.loads((tmp_path / "run.json").read_text())["study"] == "cramming"
     assert records and all(r["accuracy"] == r["greedy_accuracy"] for r in records)
     assert all({"teacher_forced_accuracy", "token_gain", "information_gain_nats"} <= set(r) for r in records)
+
+
+def test_the_config_picks_the_recipe_once_and_applies_changes_after():
+
+    assert capacity.Config().recipe == get_recipe("fast")
+    assert capacity.Config(mem=2).recipe == Cramming(2).recipe(None) and capacity.Config(mem=2).recipe.name == "cramming"
+    changed = capacity.Config(mem=2, recipe="paper", overrides={"max_steps": 7, "init": "normal"}).recipe
+    assert (changed.name, changed.max_steps, changed.init) == ("paper+custom", 7, "normal")  # the user's --init wins
+    assert capacity.Config(grid=[8, 2, 4, 2], max_length=4).grid == [2, 4]
+    with pytest.raises(PrototokensError, match="grid is empty"):
+        capacity.Config(grid=[8], max_length=4)
+    assert isinstance(capacity.Config(mem=2).arrangement, Cramming)
 
 
 def test_cli_sweep_killed_with_sigkill_resumes_and_loses_only_the_unit_in_progress(tiny_path, tmp_path):
@@ -141,7 +155,7 @@ def test_cli_sweep_killed_with_sigkill_resumes_and_loses_only_the_unit_in_progre
     final = read_records(records)
     assert final[: len(partial)] == partial  # nothing that had finished was lost or redone
     assert len({r["key"] for r in final}) == len(final)  # and nothing was done twice
-    assert "capacity per text" in done.stdout
+    assert "# Capacity report" in done.stdout and (out / "report.md").is_file()
 
 
 def test_report_computes_capacity_from_records_alone(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from prototokens import ProtoTokens, PrototokensError, decode_ids, encode_ids, get_recipe, load
 from prototokens.cli import main
 from prototokens.studies import arrangements, connectivity, geometry, locality, probe, sharing
-from prototokens.studies.capacity import Text
+from prototokens.studies.common import Text
 
 RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=150, init="embedding-std", first_weight=1.0,
                                           dtype="float32", check_dtypes=(), margin=0.0)

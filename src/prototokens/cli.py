@@ -14,7 +14,6 @@ from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, LAYOUTS
 from .model import DEFAULT_MODEL, DTYPES
 from .recipe import DEFAULT_RECIPE, INITS, RECIPES
-from .studies.capacity import GRID
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,20 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         model_options(q, default=None)
         q.set_defaults(run=run)
 
-    q = sub.add_parser("capacity", help="sweep texts over lengths: the longest reconstructed at >= 0.99 (Table 3)")
-    q.add_argument("--source", default="books", help="books[:NAMES], generated[:NAMES], random, FILE.txt, FILE.jsonl, hf:DATASET")
-    q.add_argument("--texts", type=_positive_int, default=8, help="how many texts (default 8)")
-    q.add_argument("--grid", default=",".join(map(str, GRID)), help="lengths to climb (default: the paper's sqrt-2 grid)")
-    q.add_argument("--max-length", type=_positive_int, help="cut the grid here")
-    q.add_argument("--seeds", type=_positive_int, default=1, help="seeds per length, each only for texts not yet passed")
-    q.add_argument("--mem", type=_positive_int, help="run the cramming baseline with this many [mem] vectors instead")
-    q.add_argument("--data-seed", type=int, default=0, help="seed of the passage sample")
-    q.add_argument("--context-tokens", type=int, default=64)
-    q.add_argument("--batch-size", type=_positive_int, default=8)
-    q.add_argument("-o", "--out", type=Path, required=True, help="run folder (resumed if it exists)")
-    model_options(q)
-    recipe_options(q)
-    q.set_defaults(run=_capacity)
+    from .studies import STUDIES
+
+    _study_parser(sub, "capacity", STUDIES["capacity"], model_options, recipe_options)
 
     q = sub.add_parser("report", help="tables and plots from run folders")
     q.add_argument("folder", type=Path)
@@ -133,34 +121,40 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _study_parsers(sub, model_options, recipe_options):
-    """One subcommand per registered study, its options from the fields of its config."""
-    import dataclasses
-
+    """One subcommand per registered study (capacity has its own, at the top level)."""
     from .studies import STUDIES
 
     for name, module in STUDIES.items():
-        q = sub.add_parser(name, help=module.HELP)
-        q.add_argument("-o", "--out", type=Path, required=True, help="study folder (resumed if it exists)")
-        from_files = hasattr(module, "proto_files")  # from files: the model they name
-        for f in dataclasses.fields(module.Config):
-            meta = f.metadata
-            if meta.get("cli", True) is False or f.name in ("recipe", "layout", "progress"):
-                continue
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            if meta.get("positional"):
-                q.add_argument(f.name, type=meta.get("type", str), nargs=meta.get("nargs"), help=meta["help"])
-                continue
-            if isinstance(default, list):
-                kind = type(default[0]) if default else str
-                q.add_argument(f"--{f.name.replace('_', '-')}", type=_comma(kind), default=default,
-                               help=f"{meta['help']}, comma-separated (default {','.join(map(str, default))})")
-            else:
-                kind = _positive_int if meta.get("positive") else type(default)
-                q.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
-                               help=f"{meta['help']} (default {default})")
-        model_options(q, default=None if from_files else DEFAULT_MODEL)
-        recipe_options(q)
-        q.set_defaults(run=_study, study=module)
+        if name != "capacity":
+            _study_parser(sub, name, module, model_options, recipe_options)
+
+
+def _study_parser(sub, name, module, model_options, recipe_options):
+    """The subcommand of a study, its options from the fields of its config."""
+    import dataclasses
+
+    q = sub.add_parser(name, help=module.HELP)
+    q.add_argument("-o", "--out", type=Path, required=True, help="study folder (resumed if it exists)")
+    from_files = hasattr(module, "proto_files")  # from files: the model they name
+    for f in dataclasses.fields(module.Config):
+        meta = f.metadata
+        if meta.get("cli", True) is False:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if meta.get("positional"):
+            q.add_argument(f.name, type=meta.get("type", str), nargs=meta.get("nargs"), help=meta["help"])
+            continue
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(default, list):
+            kind = type(default[0]) if default else str
+            q.add_argument(flag, type=_comma(kind), default=default,
+                           help=f"{meta['help']}, comma-separated (default {','.join(map(str, default))})")
+        else:
+            kind = _positive_int if meta.get("positive") else type(default)
+            q.add_argument(flag, type=kind, default=default, help=meta["help"] + ("" if default is None else f" (default {default})"))
+    model_options(q, default=None if from_files else DEFAULT_MODEL)
+    recipe_options(q)
+    q.set_defaults(run=_study, study=module)
 
 
 def _comma(kind):
@@ -205,14 +199,16 @@ def _load(args, model: str):
     return load_model(model, device=args.device, dtype=args.dtype)
 
 
+def _overrides(args) -> dict:
+    """The recipe fields the command line changes."""
+    return dict(max_steps=args.steps, lr=args.lr, init=args.init, margin=args.margin)
+
+
 def _encode_options(args) -> dict:
-    from .cramming import baseline_recipe
-    from .recipe import get_recipe
-
-    recipe = baseline_recipe(args.recipe) if getattr(args, "mem", None) else get_recipe(args.recipe or DEFAULT_RECIPE)
-    recipe = recipe.with_overrides(max_steps=args.steps, lr=args.lr, init=args.init, margin=args.margin)
     from . import distributed
+    from .layout import get_layout
 
+    recipe = get_layout(args.layout).recipe(args.recipe).with_overrides(**_overrides(args))
     return dict(layout=args.layout, recipe=recipe, seed=args.seed, restarts=args.restarts,
                 shared="m" if args.shared_m else None, progress=not args.quiet and distributed.is_main())
 
@@ -325,59 +321,19 @@ def _info(args):
         print(json.dumps({"file": str(f)} | meta, indent=2))
 
 
-def _sample(args, lm, n_tokens: int, context_tokens: int = 64) -> list:
-    """The study's texts from --source, as capacity.Text (id, target ids, where it came from)."""
-    from .data import sample_passages
-    from .studies.capacity import Text
-
-    passages = sample_passages(lm, args.source, args.texts, n_tokens, seed=args.data_seed, context_tokens=context_tokens)
-    return [Text.from_passage(p) for p in passages]
-
-
-def _capacity(args):
-    from .studies import capacity
-
-    grid = _grid(args.grid, args.max_length)
-    lm = _load(args, args.model)
-    texts = _sample(args, lm, grid[-1], args.context_tokens)
-    options = _encode_options(args)
-    run = capacity.run(lm, texts, args.out, source=args.source, grid=grid, seeds=args.seeds,
-                       shared=options["shared"] == "m", recipe=options["recipe"], layout=args.layout,
-                       mem=args.mem, batch_size=args.batch_size, progress=options["progress"])
-    from . import distributed
-    from .studies.report import capacities
-
-    if not distributed.is_main():
-        return 0
-
-    caps = [c["capacity"] for c in capacities(run.records).values()]
-    print(f"{args.out}: capacity per text {caps}; mean {sum(caps) / len(caps):.1f} tokens")
-
-
-def _grid(text: str, cut: int | None) -> list[int]:
-    try:
-        grid = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise PrototokensError(f"--grid takes whole numbers separated by commas, got {text!r}") from None
-    grid = [n for n in grid if n >= 1 and (cut is None or n <= cut)]
-    if not grid:
-        raise PrototokensError("the length grid is empty")
-    return grid
-
-
 def _study(args):
     import dataclasses
 
+    from . import distributed
+
     module = args.study
-    o = _encode_options(args)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(module.Config) if hasattr(args, f.name)}
-    config = module.Config(**given | {"recipe": o["recipe"], "layout": args.layout, "progress": o["progress"]})
+    config = module.Config(**given | {"recipe": args.recipe, "overrides": _overrides(args), "layout": args.layout,
+                                      "progress": not args.quiet and distributed.is_main()})
     if hasattr(module, "proto_files"):
         lm, _ = _load_files(args, module.proto_files(config))
     else:
         lm = _load(args, args.model)
-    from . import distributed
-
     if getattr(module, "SHARDED", False) or not distributed.active():
         module.run(lm, config, args.out)  # under torchrun the ranks share its units
     else:  # a study whose units are not shared out runs on rank 0 while the others wait

@@ -53,15 +53,22 @@ class Cramming:
         embedded = lm.embed(ids).to(mem.dtype)
         return torch.cat([embedded[:, :1], mem, embedded[:, 1:]], dim=1)
 
+    def recipe(self, recipe: "str | Recipe | None") -> Recipe:
+        """Kuratov et al.'s ``cramming`` unless another is given, always from their init
+        randn * std(embeddings)."""
+        return get_recipe(recipe or "cramming").with_overrides(init="embedding-std")
+
+    def describe(self) -> dict:
+        return {"study": "cramming", "mem": self.mem, "inputs": "[start][mem]xK, then the text"}
+
+    def reconstruction(self, lm: FrozenLM, fit: Fit, targets: list[list[int]]) -> list[dict]:
+        """Free-running greedy generation from [start][mem]: its accuracy is the one that counts;
+        the teacher-forced accuracy, token gain and information gain go beside it."""
+        return [row | {"accuracy": row["greedy_accuracy"]} for row in evaluate(lm, fit, targets)]
+
     def prompt(self, lm: FrozenLM, mem: torch.Tensor) -> torch.Tensor:
         """(1 + K, d): what greedy reconstruction starts from, [start][mem]."""
         return torch.cat([lm.start_embedding()[None].to(mem.device, mem.dtype), mem])
-
-
-def baseline_recipe(recipe: "str | Recipe | None" = None) -> Recipe:
-    """The recipe the baseline trains with: Kuratov et al.'s ``cramming`` unless another is
-    given, always from their init randn * std(embeddings)."""
-    return get_recipe(recipe or "cramming").with_overrides(init="embedding-std")
 
 
 @torch.inference_mode()

@@ -18,6 +18,8 @@ from .errors import PrototokensError
 
 if TYPE_CHECKING:
     from .model import FrozenLM
+    from .optimize import Fit
+    from .recipe import Recipe
 
 E, M = 0, 1
 
@@ -39,6 +41,16 @@ class Arrangement(Protocol):
     def outputs(self, n: int) -> slice:
         """The output positions that predict targets t_0 .. t_{n-1}, in order: the one place
         that says which output predicts which target."""
+
+    def recipe(self, recipe: "str | Recipe | None") -> "Recipe":
+        """The recipe to train with: ``recipe``, or this arrangement's default when None."""
+
+    def describe(self) -> dict:
+        """What a run folder's settings record of this arrangement."""
+
+    def reconstruction(self, lm: "FrozenLM", fit: "Fit", targets: list[list[int]]) -> list[dict]:
+        """Per text, what reconstructing it from the trained vectors gives beyond the optimiser's
+        one-pass outcome: fields for its record, whose ``accuracy`` (if any) is the one that counts."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,18 @@ class Layout:
 
     def outputs(self, n: int) -> slice:
         return slice(self.offset, self.offset + n)
+
+    def recipe(self, recipe: "str | Recipe | None") -> "Recipe":
+        from .recipe import DEFAULT_RECIPE, get_recipe
+
+        return get_recipe(recipe or DEFAULT_RECIPE)
+
+    def describe(self) -> dict:
+        return {"study": "capacity", "layout": self.name}
+
+    def reconstruction(self, lm: "FrozenLM", fit: "Fit", targets: list[list[int]]) -> list[dict]:
+        """Nothing to add: the one forward pass the optimiser scored is the reconstruction."""
+        return [{} for _ in targets]
 
 
 LAYOUTS: dict[str, Layout] = {

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import arrangements, connectivity, geometry, locality, probe, sharing
+from . import arrangements, capacity, connectivity, geometry, locality, probe, sharing
 from .common import read_config
 
-STUDIES = {module.NAME: module for module in (arrangements, sharing, locality, connectivity, probe, geometry)}
+STUDIES = {module.NAME: module for module in (capacity, arrangements, sharing, locality, connectivity, probe, geometry)}
 
 
 def write_report(folder: "str | Path") -> list[Path]:
-    """Write the report of a study folder (its ``study.json`` names the study), or of the
-    capacity run folders at or below ``folder``."""
-    from .report import write
-
-    name = read_config(folder).get("study")
-    return STUDIES[name].report(folder) if name else write(folder)
+    """Write the report of a study folder: the study its ``study.json`` names, else capacity
+    (whose run folders hold a ``run.json`` instead, and may be nested)."""
+    return STUDIES[read_config(folder).get("study", "capacity")].report(folder)

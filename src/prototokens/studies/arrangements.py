@@ -47,8 +47,8 @@ def run(lm: FrozenLM, config: Config, folder) -> dict[str, RunFolder]:
     save_config(folder, NAME, config)
     lengths = lengths_up_to(config.max_length)
     texts = sample(lm, config, config.texts, lengths[-1])
-    return {layout: capacity.run(lm, texts, Path(folder) / layout, source=config.source, grid=lengths, seeds=config.seeds,
-                                 recipe=config.recipe, layout=layout, climb=False, progress=config.progress)
+    return {layout: capacity.sweep(lm, texts, Path(folder) / layout, source=config.source, grid=lengths, seeds=config.seeds,
+                                   recipe=config.recipe, layout=layout, climb=False, progress=config.progress)
             for layout in config.layouts}
 
 

@@ -14,45 +14,86 @@ and is retried, as a whole).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from tqdm.auto import tqdm
 
-from .. import cramming, distributed
+from .. import distributed
 from ..cramming import Cramming
-from ..layout import DEFAULT_LAYOUT, resolve_layout
+from ..errors import PrototokensError
+from ..layout import DEFAULT_LAYOUT, Arrangement, get_layout, resolve_layout
 from ..model import FrozenLM
-from ..recipe import DEFAULT_RECIPE, Recipe, get_recipe
+from ..recipe import Recipe, get_recipe
 from ..records import RunFolder
-from .common import THRESHOLD, Text, unit
+from .common import THRESHOLD, SampledConfig, Text, option, sample, unit
 
-__all__ = ["GRID", "THRESHOLD", "Text", "run", "settings", "unit"]
+NAME, HELP = "capacity", "sweep texts over lengths: the longest reconstructed at >= 0.99 (Table 3)"
+SHARDED = True  # under torchrun each rank climbs its share of the texts (see common.py)
 GRID = [4, 5, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512, 724, 1024, 1448]
 
 
+@dataclass(kw_only=True)
+class Config(SampledConfig):
+    texts: int = option(8, "how many texts", positive=True)
+    grid: list[int] = option(GRID, "lengths to climb (the paper's sqrt-2 grid)")
+    max_length: int | None = option(None, "cut the grid here", positive=True)
+    seeds: int = option(1, "seeds per length, each only for texts not yet passed", positive=True)
+    mem: int | None = option(None, "run the cramming baseline with this many [mem] vectors instead", positive=True)
+    context_tokens: int = option(64, "tokens of context sampled before each text")
+    batch_size: int = option(8, "texts optimised together", positive=True)
+    shared_m: bool = option(False, "one m for all texts", cli=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.grid = sorted({n for n in self.grid if n >= 1 and (self.max_length is None or n <= self.max_length)})
+        if not self.grid:
+            raise PrototokensError("the length grid is empty")
+
+    @property
+    def arrangement(self) -> Arrangement:
+        return Cramming(self.mem) if self.mem else get_layout(self.layout)
+
+
+def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
+    """Sample the config's texts and sweep them over its grid into ``folder`` (resumed)."""
+    texts = sample(lm, config, config.texts, config.grid[-1], config.context_tokens)
+    return sweep(lm, texts, folder, source=config.source, grid=config.grid, seeds=config.seeds, shared=config.shared_m,
+                 recipe=config.recipe, layout=config.arrangement, batch_size=config.batch_size, progress=config.progress)
+
+
+def report(folder) -> list[Path]:
+    """report.md and its plots, from the run folders at or below ``folder``."""
+    from .report import write
+
+    return write(folder)
+
+
 def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seeds: int, shared: bool,
-             recipe: Recipe, layout: str, mem: int | None) -> dict:
-    method = {"study": "capacity", "layout": layout, "shared_m": shared} if mem is None else {
-        "study": "cramming", "mem": mem, "inputs": "[start][mem]xK, then the text"}
+             recipe: Recipe, layout: Arrangement) -> dict:
+    method = layout.describe() | ({"shared_m": shared} if "m" in layout.vectors else {})
     return method | {"model": lm.name, "fingerprint": lm.fingerprint, "source": source,
                      "texts": [t.id for t in texts], "grid": grid, "seeds": seeds,
                      "recipe": recipe.to_dict(), "threshold": THRESHOLD}
 
 
-def run(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
-        shared: bool = False, recipe: "str | Recipe | None" = None, layout: str = DEFAULT_LAYOUT, mem: int | None = None,
-        batch_size: int = 8, climb: bool = True, progress: bool = True) -> RunFolder:
+def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
+          shared: bool = False, recipe: "str | Recipe | None" = None, layout: "str | Arrangement" = DEFAULT_LAYOUT,
+          batch_size: int = 8, climb: bool = True, progress: bool = True) -> RunFolder:
     """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds).
 
-    ``mem=K`` runs the cramming baseline with K [mem] vectors instead of proto-tokens. ``recipe``
-    defaults to ``fast`` for proto-tokens and to Kuratov et al.'s ``cramming`` for the baseline.
-    ``climb=False`` runs every text at every length, passed or not (the arrangements study).
+    ``layout`` may be the cramming baseline's :class:`~prototokens.cramming.Cramming` (never with
+    a shared m); ``recipe`` None is the layout's default. ``climb=False`` runs every text at
+    every length, passed or not (the arrangements study).
     Under torchrun each rank climbs its shard of the texts (all of them on rank 0 with a shared
     m, whose group is one unit), and every rank returns the merged folder.
     """
-    if mem is not None:
-        recipe, shared, layout = cramming.baseline_recipe(recipe), False, Cramming(mem)
-    recipe, layout = get_recipe(recipe or DEFAULT_RECIPE), resolve_layout(layout)
+    layout = resolve_layout(layout)
+    recipe = get_recipe(recipe) if recipe is not None else layout.recipe(None)
+    if shared and "m" not in layout.vectors:
+        raise PrototokensError(f"{layout.name} has no m to share")
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
-    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout.name, mem))
+    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout))
     climbing = (texts if distributed.is_main() else []) if shared else distributed.shard(texts)
     bar = tqdm(total=len(climbing) * len(grid), disable=not progress, desc="capacity", unit="text-length")
     for n in grid:

@@ -20,25 +20,24 @@ import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..cramming import Cramming, evaluate
 from ..data.passages import Passage
 from ..errors import PrototokensError
-from ..layout import DEFAULT_LAYOUT, Arrangement, get_layout
+from ..layout import DEFAULT_LAYOUT, Arrangement, get_layout, resolve_layout
 from ..metrics import h_lm, nats_to_bits
 from ..model import FrozenLM
 from ..optimize import optimize
-from ..recipe import DEFAULT_RECIPE, Recipe, get_recipe
+from ..recipe import Recipe
 from ..records import RunFolder, key_of
 
 THRESHOLD = 0.99  # the accuracy at which a text counts as reconstructed
-SOURCE_HELP = "books[:NAMES], generated[:NAMES], random, FILE.txt, FILE.jsonl"
+SOURCE_HELP = "books[:NAMES], generated[:NAMES], random, FILE.txt, FILE.jsonl, hf:DATASET[:CONFIG]"
 
 
 def option(default=MISSING, help: str = "", **cli):
     """A config field with its help text; ``cli`` says how the command line shows it
     (``positional=True``, ``nargs``, ``positive=True`` for whole numbers >= 1, ``cli=False``)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **cli})
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **cli})
     return field(default=default, metadata={"help": help, **cli})
 
 
@@ -46,22 +45,28 @@ def option(default=MISSING, help: str = "", **cli):
 class StudyConfig:
     """Settings every study takes; the command line fills them from its model and recipe options."""
 
-    recipe: "str | Recipe" = option(DEFAULT_RECIPE, "the recipe (a name or a Recipe)", cli=False)
+    recipe: "str | Recipe | None" = option(None, "the recipe (a name or a Recipe; None: the layout's default)", cli=False)
+    overrides: dict = option({}, "recipe fields to change (the command line's --steps, --lr, ...)", cli=False)
     layout: str = option(DEFAULT_LAYOUT, "the arrangement of e and m", cli=False)
     progress: bool = option(True, "show progress bars", cli=False)
 
     def __post_init__(self):
-        self.recipe = get_recipe(self.recipe)
-        get_layout(self.layout)
+        self.recipe = self.arrangement.recipe(self.recipe).with_overrides(**self.overrides)
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.metadata.get("positive") and (not isinstance(value, int) or value < 1):
+            if f.metadata.get("positive") and (not isinstance(value, int) or value < 1) and not (value is None is f.default):
                 raise PrototokensError(f"{f.name} must be a whole number >= 1, got {value!r}")
+
+    @property
+    def arrangement(self) -> Arrangement:
+        """What the study trains (the layout named by ``layout``)."""
+        return get_layout(self.layout)
 
     def to_dict(self) -> dict:
         """JSON-ready, as ``study.json`` holds it."""
         out = asdict(self) | {"recipe": self.recipe.to_dict()}
         out.pop("progress")
+        out.pop("overrides")
         return json.loads(json.dumps(out, default=str))
 
 
@@ -131,8 +136,8 @@ def unit(lm: FrozenLM, run_folder: RunFolder, batch: list[Text], n: int, seed: i
     """Records of ``batch`` at length ``n`` and ``seed``: read back if done, else optimised now.
 
     ``shared`` names the vector the batch shares (then the batch is one group and one unit).
-    The cramming baseline's records also hold what free-running generation reconstructs, and
-    that is the accuracy that counts."""
+    Each record also holds what the layout says of reconstruction (for the cramming baseline,
+    free-running generation, whose accuracy is the one that counts)."""
     group = key_of([t.id for t in batch]) if shared else None
     keys = [key_of(t.id, n, seed, group) for t in batch]
     if all(k in run_folder.done for k in keys):
@@ -142,15 +147,14 @@ def unit(lm: FrozenLM, run_folder: RunFolder, batch: list[Text], n: int, seed: i
     started = time.perf_counter()
     fit = optimize(lm, targets, layout=layout, recipe=recipe, seed=seed, shared=shared, progress=progress)
     seconds = time.perf_counter() - started
-    crammed = evaluate(lm, fit, targets) if isinstance(layout, Cramming) else None
+    reconstructed = resolve_layout(layout).reconstruction(lm, fit, targets)
     records = []
     for i, ((t, key), target, outcome) in enumerate(zip(todo, targets, fit.outcomes)):
         nats = h_lm(lm, target)
         record = outcome.to_dict() | {
             "key": key, "text": t.id, "length": n, "seed": seed, "group": group,
-            "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats), "seconds": seconds, "batch": len(todo), "meta": t.meta}
-        if crammed:
-            record |= crammed[i] | {"accuracy": crammed[i]["greedy_accuracy"]}
+            "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats), "seconds": seconds, "batch": len(todo),
+            "meta": t.meta} | reconstructed[i]
         records.append(record | {"c_tokens": round(record["accuracy"] * n)})
     for record in records:
         if record["key"] not in run_folder.done:
