@@ -67,10 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     def recipe_options(q):
         q.add_argument("--layout", default=DEFAULT_LAYOUT, choices=list(LAYOUTS))
         q.add_argument("--recipe", choices=list(RECIPES), help=f"default {DEFAULT_RECIPE} (cramming with --mem)")
-        q.add_argument("--steps", type=_positive_int, help="most optimisation steps per seed")
+        q.add_argument("--steps", type=_whole_int, help="most optimisation steps per seed (0, with --init encoder:PATH: the encoder's guess as it is)")
         q.add_argument("--lr", type=float, help="learning rate")
         q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
-        q.add_argument("--init", choices=INITS, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start token")
+        q.add_argument("--init", type=_init, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start "
+                       "token; encoder:PATH (encode only): the output of a trained encoder (its folder or file)")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--restarts", type=_positive_int, default=3, help="seeds to try on texts not yet reconstructed (default 3)")
         q.add_argument("--shared-m", action="store_true", help="one m for all texts (default: one per text)")
@@ -114,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     _study_parsers(sub.add_parser("study", help="studies of proto-token space (Tables 1-2, Figs. 5-7, probing)")
                    .add_subparsers(required=True, metavar="STUDY"), model_options, recipe_options)
 
+    _encoder_parsers(sub.add_parser("encoder", help="a learned encoder into proto-token space: train it on passages, split by book")
+                     .add_subparsers(required=True, metavar="ACTION"), model_options)
+
     q = sub.add_parser("info", help="print the metadata of a proto-token file")
     q.add_argument("files", type=Path, nargs="+")
     q.set_defaults(run=_info)
@@ -131,12 +135,32 @@ def _study_parsers(sub, model_options, recipe_options):
 
 def _study_parser(sub, name, module, model_options, recipe_options):
     """The subcommand of a study, its options from the fields of its config."""
-    import dataclasses
 
     q = sub.add_parser(name, help=module.HELP)
     q.add_argument("-o", "--out", type=Path, required=True, help="study folder (resumed if it exists)")
     from_files = hasattr(module, "proto_files")  # from files: the model they name
-    for f in dataclasses.fields(module.Config):
+    _config_options(q, module.Config)
+    model_options(q, default=None if from_files else DEFAULT_MODEL)
+    recipe_options(q)
+    q.set_defaults(run=_study, study=module)
+
+
+def _encoder_parsers(sub, model_options):
+    from .encoder import Config
+
+    q = sub.add_parser("train", help="train an encoder on passages of a source, split by book (resumed if the folder holds one)")
+    q.add_argument("-o", "--out", type=Path, required=True, help="the encoder's folder: weights, checkpoint, snapshots, log")
+    _config_options(q, Config)
+    model_options(q)
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(run=_encoder_train)
+
+
+def _config_options(q, config):
+    """One option per field of a config dataclass, with its help text and default."""
+    import dataclasses
+
+    for f in dataclasses.fields(config):
         meta = f.metadata
         if meta.get("cli", True) is False:
             continue
@@ -152,9 +176,6 @@ def _study_parser(sub, name, module, model_options, recipe_options):
         else:
             kind = _positive_int if meta.get("positive") else type(default)
             q.add_argument(flag, type=kind, default=default, help=meta["help"] + ("" if default is None else f" (default {default})"))
-    model_options(q, default=None if from_files else DEFAULT_MODEL)
-    recipe_options(q)
-    q.set_defaults(run=_study, study=module)
 
 
 def _comma(kind):
@@ -164,6 +185,18 @@ def _comma(kind):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {kind.__name__} values separated by commas, got {text!r}") from None
     return parse
+
+
+def _whole_int(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def _init(value: str) -> str:
+    if value in INITS or (value.startswith("encoder:") and len(value) > len("encoder:")):
+        return value
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(INITS)} or encoder:PATH, got {value!r}")
 
 
 def _positive_int(value: str) -> int:
@@ -199,9 +232,20 @@ def _load(args, model: str):
     return load_model(model, device=args.device, dtype=args.dtype)
 
 
+def _encoder_path(args) -> Path | None:
+    """The encoder named by ``--init encoder:PATH``, if any."""
+    init = getattr(args, "init", None) or ""
+    return Path(init.removeprefix("encoder:")) if init.startswith("encoder:") else None
+
+
 def _overrides(args) -> dict:
     """The recipe fields the command line changes."""
-    return dict(max_steps=args.steps, lr=args.lr, init=args.init, margin=args.margin)
+    encoder = _encoder_path(args)
+    if encoder is not None and args.run is not _encode:
+        raise PrototokensError("--init encoder:PATH works with encode only")
+    if args.steps == 0 and encoder is None:
+        raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
+    return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin)
 
 
 def _encode_options(args) -> dict:
@@ -209,7 +253,7 @@ def _encode_options(args) -> dict:
     from .layout import get_layout
 
     recipe = get_layout(args.layout).recipe(args.recipe).with_overrides(**_overrides(args))
-    return dict(layout=args.layout, recipe=recipe, seed=args.seed, restarts=args.restarts,
+    return dict(layout=args.layout, recipe=recipe, seed=args.seed, restarts=1 if args.steps == 0 else args.restarts,
                 shared="m" if args.shared_m else None, progress=not args.quiet and distributed.is_main())
 
 
@@ -238,8 +282,13 @@ def _encode(args):
     from .encode import encode, encode_sharded, parts_folder
 
     texts = _read_texts(args)
+    options = _encode_options(args)
     lm = _load(args, args.model)
-    parts, options = parts_folder(args.output), _encode_options(args)
+    parts = parts_folder(args.output)
+    if _encoder_path(args) is not None:
+        from .encoder import load
+
+        options["start"] = load(_encoder_path(args), lm)
     if args.force and distributed.is_main():
         args.output.unlink(missing_ok=True)
         shutil.rmtree(parts, ignore_errors=True)
@@ -345,6 +394,24 @@ def _study(args):
         return 0
     for path in module.report(args.out):
         print(path.read_text() + f"\nwrote {path}" if path.suffix == ".md" else f"wrote {path}")
+
+
+def _encoder_train(args):
+    import dataclasses
+
+    from . import distributed
+    from .encoder import Config, train
+
+    if distributed.active():
+        raise PrototokensError("encoder train runs in one process; start it without torchrun")
+    config = Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Config)})
+    encoder = train(_load(args, args.model), config, args.out, progress=not args.quiet)
+    with (args.out / "log.jsonl").open() as f:
+        last = json.loads(f.readlines()[-1])
+    print(f"step {last['step']}, {last['seconds']:.0f} s: training loss {last['loss']:.3f}, accuracy {last['accuracy']:.3f}; "
+          f"zero-shot on held-out passages {json.dumps(last.get('held_out_accuracy'))} "
+          f"(held out: {', '.join(encoder.meta['training']['held_out_texts'])})")
+    print(f"wrote {args.out / 'encoder.safetensors'}")
 
 
 def _report(args):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,6 +15,9 @@ from .model import FrozenLM
 from .optimize import Fit, optimize
 from .proto import ProtoTokens, TextRecord, text_sha256
 from .recipe import DEFAULT_RECIPE, Recipe, get_recipe, same_recipe
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +37,29 @@ def encode_ids(lm: FrozenLM, targets: list[list[int]], *, layout: str = DEFAULT_
                recipe: "str | Recipe" = DEFAULT_RECIPE, seed: int = 0, restarts: int = 3,
                shared: str | None = None, batch_size: int = 8, trajectory: bool = False,
                progress: bool = True, checkpoint: "str | os.PathLike | None" = None,
-               hashes: list[str] | None = None, extra: dict | None = None) -> ProtoTokens:
+               hashes: list[str] | None = None, extra: dict | None = None, start: "Encoder | None" = None) -> ProtoTokens:
     """Find proto-tokens for each list of target ids.
 
     Texts are optimised ``batch_size`` at a time (all together when a vector is shared).
     With ``checkpoint``, the file is rewritten after every batch and a rerun with the same
-    settings resumes after the texts it already holds.
+    settings resumes after the texts it already holds. With ``start``, an encoder's output is
+    the first seed's start (a shared vector starts at the mean of its rows); with a recipe of
+    ``max_steps=0`` and ``restarts=1`` it is the result as it is.
     """
     recipe = get_recipe(recipe)
     hashes = hashes or [text_sha256(lm.detokenize(t)) for t in targets]
-    proto = _empty(lm, layout, recipe, seed, restarts, shared, extra)
+    proto = _empty(lm, layout, recipe, seed, restarts, shared, extra, start)
     if checkpoint is not None and Path(checkpoint).exists():
         proto = _resume(proto, ProtoTokens.load(checkpoint), hashes, checkpoint)
     step = len(targets) if shared else batch_size
     batches = range(len(proto.texts), len(targets), step)
-    for n_batch, start in enumerate(batches):
+    for n_batch, first in enumerate(batches):
         if progress and len(batches) > 1:
-            log.warning("batch %d/%d: texts %d-%d", n_batch + 1, len(batches), start, min(start + step, len(targets)) - 1)
-        fit = optimize(lm, targets[start: start + step], layout=layout, recipe=recipe, seed=seed,
-                       restarts=restarts, shared=shared, trajectory=trajectory, progress=progress)
-        proto = _append(proto, fit, targets[start: start + step], hashes[start: start + step])
+            log.warning("batch %d/%d: texts %d-%d", n_batch + 1, len(batches), first, min(first + step, len(targets)) - 1)
+        batch = targets[first: first + step]
+        fit = optimize(lm, batch, layout=layout, recipe=recipe, seed=seed, restarts=restarts, shared=shared,
+                       trajectory=trajectory, progress=progress, start=_guess(lm, start, batch, layout, shared))
+        proto = _append(proto, fit, batch, hashes[first: first + step])
         proto.complete = len(proto.texts) == len(targets)
         if checkpoint is not None:
             proto.save(checkpoint)
@@ -60,14 +67,24 @@ def encode_ids(lm: FrozenLM, targets: list[list[int]], *, layout: str = DEFAULT_
     return proto
 
 
+def _guess(lm: FrozenLM, encoder: "Encoder | None", targets: list[list[int]], layout: str, shared: str | None) -> dict | None:
+    """The encoder's output for ``targets``, as the optimiser's start (None without an encoder)."""
+    if encoder is None:
+        return None
+    if layout != encoder.meta["layout"]:
+        raise PrototokensError(f"the encoder was trained for layout {encoder.meta['layout']}, not {layout}")
+    guess = encoder.predict(lm, targets)
+    return guess | ({shared: guess[shared].mean(0, keepdim=True)} if shared else {})
+
+
 def _empty(lm: FrozenLM, layout: str, recipe: Recipe, seed: int, restarts: int, shared: str | None,
-           extra: dict | None) -> ProtoTokens:
+           extra: dict | None, start: "Encoder | None" = None) -> ProtoTokens:
     get_layout(layout)
     return ProtoTokens(
         e=torch.empty(0, lm.d_model), m=torch.empty(0, lm.d_model), layout=layout, shared=shared,
         model={"name": lm.name, "fingerprint": lm.fingerprint, "d_model": lm.d_model},
-        recipe=recipe.to_dict() | {"seed": seed, "restarts": restarts}, texts=[], complete=False,
-        extra=extra or {})
+        recipe=recipe.to_dict() | {"seed": seed, "restarts": restarts} | ({"start": f"encoder {start.digest}"} if start else {}),
+        texts=[], complete=False, extra=extra or {})
 
 
 def parts_folder(output: "str | os.PathLike") -> Path:
@@ -78,7 +95,8 @@ def parts_folder(output: "str | os.PathLike") -> Path:
 
 def encode_sharded(lm: FrozenLM, texts: list[str], output: "str | os.PathLike", *, layout: str = DEFAULT_LAYOUT,
                    recipe: "str | Recipe" = DEFAULT_RECIPE, seed: int = 0, restarts: int = 3, batch_size: int = 8,
-                   trajectory: bool = False, progress: bool = True, extra: dict | None = None) -> ProtoTokens | None:
+                   trajectory: bool = False, progress: bool = True, extra: dict | None = None,
+                   start: "Encoder | None" = None) -> ProtoTokens | None:
     """Encode ``texts`` into ``output`` with every rank of a torchrun job (or one process).
 
     The texts go in the batches one process makes (0..B-1, B..2B-1, ...; without the texts
@@ -89,7 +107,7 @@ def encode_sharded(lm: FrozenLM, texts: list[str], output: "str | os.PathLike", 
     When all ranks are done, rank 0 writes ``output`` with the texts in input order, the same file
     one process writes (the same batches, so the same rounding), removes the parts and returns it;
     the other ranks return None. One vector per text only: a shared vector ties the texts into one
-    batch, which :func:`encode_ids` runs in one process.
+    batch, which :func:`encode_ids` runs in one process. ``start`` as for :func:`encode_ids`.
     """
     from . import distributed
 
@@ -101,13 +119,13 @@ def encode_sharded(lm: FrozenLM, texts: list[str], output: "str | os.PathLike", 
             raise PrototokensError(f"text {i} is empty" if text == "" else f"text {i} is not a string")
         targets.append(lm.tokenize(text))
     hashes = [text_sha256(t) for t in texts]
-    fresh = _empty(lm, layout, recipe, seed, restarts, None, extra)
+    fresh = _empty(lm, layout, recipe, seed, restarts, None, extra, start)
     done = _done(fresh, output, parts, hashes)
     distributed.barrier()  # every rank has read what is done before any writes more
     # the batches one process makes (texts 0..B-1, B..2B-1, ...), less what is done, dealt out in turn:
     # the same batches whatever the number of ranks, so the same float rounding, so the same file
-    batches = [[i for i in range(start, min(start + batch_size, len(texts))) if i not in done]
-               for start in range(0, len(texts), batch_size)]
+    batches = [[i for i in range(first, min(first + batch_size, len(texts))) if i not in done]
+               for first in range(0, len(texts), batch_size)]
     batches = [b for b in batches if b]
     if batches and distributed.is_main():
         log.warning("%s: %d of %d texts already done; %d rank(s) share the other %d in %d batches", output, len(done),
@@ -120,8 +138,8 @@ def encode_sharded(lm: FrozenLM, texts: list[str], output: "str | os.PathLike", 
             log.warning("batch %d/%d: texts %s", n_batch + 1, len(mine), ", ".join(map(str, indices)))
         batch = [targets[i] for i in indices]
         fit = optimize(lm, batch, layout=layout, recipe=recipe, seed=seed, restarts=restarts, trajectory=trajectory,
-                       progress=progress)
-        part = _append(_empty(lm, layout, recipe, seed, restarts, None, {"indices": indices}), fit, batch,
+                       progress=progress, start=_guess(lm, start, batch, layout, None))
+        part = _append(_empty(lm, layout, recipe, seed, restarts, None, {"indices": indices}, start), fit, batch,
                        [hashes[i] for i in indices])
         if trajectory:
             part.extra["trajectory"] = part.trajectory
@@ -133,7 +151,7 @@ def encode_sharded(lm: FrozenLM, texts: list[str], output: "str | os.PathLike", 
     missing = [i for i in range(len(texts)) if i not in done]
     if missing:
         raise PrototokensError(f"texts {missing[:10]} were not encoded; rerun the same command to finish them")
-    proto = _empty(lm, layout, recipe, seed, restarts, None, extra)
+    proto = _empty(lm, layout, recipe, seed, restarts, None, extra, start)
     rows = [done[i] for i in range(len(texts))]
     proto.e, proto.m = torch.stack([r[1] for r in rows]), torch.stack([r[2] for r in rows])
     proto.texts, proto.trajectory, proto.complete = [r[0] for r in rows], [r[3] for r in rows], True

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import PrototokensError
@@ -81,52 +81,17 @@ class ProtoTokens:
 
     def save(self, path: "str | os.PathLike") -> Path:
         """Write atomically: a crash leaves the old file or the new one, never half of one."""
-        path = Path(path)
-        if path.parent and not path.parent.is_dir():
-            raise PrototokensError(f"cannot write {path}: folder {path.parent} does not exist")
         tensors = {"e": self.e.detach().float().cpu().contiguous(), "m": self.m.detach().float().cpu().contiguous()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={FORMAT: json.dumps(self.metadata())})
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it an ordinary file's mode
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return save_atomic(path, tensors, FORMAT, self.metadata())
 
     def check_model(self, lm, source: str = "these proto-tokens") -> None:
         """Refuse a model other than the one these proto-tokens were made for."""
-        name, fingerprint = self.model["name"], self.model["fingerprint"]
-        if lm.fingerprint == fingerprint:
-            return
-        if lm.name == name:
-            raise PrototokensError(
-                f"{source} were made for {name!r} with other weights (fingerprint {fingerprint}; the loaded "
-                f"{name!r} has {lm.fingerprint}): another quantisation, conversion or revision of that model. "
-                "Load the weights they were made with; `prototokens info FILE` shows the file's fingerprint, "
-                "FrozenLM.fingerprint the model's")
-        raise PrototokensError(
-            f"{source} were made for model {name!r} (fingerprint {fingerprint}), not for {lm.name!r} "
-            f"(fingerprint {lm.fingerprint}); load {name!r} to use them")
+        check_model(self.model, lm, source)
 
     @classmethod
     def load(cls, path: "str | os.PathLike", lm=None) -> "ProtoTokens":
         """Read and validate a file; with ``lm``, also refuse it if made for another model."""
-        path = Path(path)
-        if not path.is_file():
-            raise PrototokensError(f"no such file: {path}")
-        try:
-            tensors = load_file(str(path))
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                raw = (f.metadata() or {}).get(FORMAT)
-        except (SafetensorError, OSError, ValueError) as err:
-            raise PrototokensError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
-        if raw is None:
-            raise PrototokensError(f"{path} is a safetensors file but not a prototokens file (no '{FORMAT}' metadata)")
+        tensors, raw = read_safetensors(path, FORMAT, "a prototokens file")
         try:
             proto = cls._from_parts(tensors, json.loads(raw))
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
@@ -158,6 +123,57 @@ class ProtoTokens:
                 raise ValueError(f"tensor {name} holds NaN or inf")
         return cls(e=e, m=m, layout=meta["layout"], shared=meta["shared"], model=model,
                    recipe=meta["recipe"], texts=texts, complete=meta["complete"], extra=meta.get("extra", {}))
+
+
+def save_atomic(path: "str | os.PathLike", tensors: dict[str, torch.Tensor], key: str, metadata: dict) -> Path:
+    """Write a safetensors file whose metadata entry ``key`` is ``metadata`` as JSON, atomically:
+    a crash leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    if path.parent and not path.parent.is_dir():
+        raise PrototokensError(f"cannot write {path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={key: json.dumps(metadata)})
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it an ordinary file's mode
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_safetensors(path: "str | os.PathLike", key: str, what: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a safetensors file and its metadata entry ``key`` (raw JSON); one-line errors
+    for a missing, damaged or foreign file (``what`` names the kind of file expected)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrototokensError(f"no such file: {path}")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            raw = (f.metadata() or {}).get(key)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise PrototokensError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
+    if raw is None:
+        raise PrototokensError(f"{path} is a safetensors file but not {what} (no '{key}' metadata)")
+    return tensors, raw
+
+
+def check_model(model: dict, lm, source: str) -> None:
+    """Refuse ``lm`` unless it is the model (``name``, ``fingerprint``) that ``source`` was made for."""
+    name, fingerprint = model["name"], model["fingerprint"]
+    if lm.fingerprint == fingerprint:
+        return
+    if lm.name == name:
+        raise PrototokensError(
+            f"{source} were made for {name!r} with other weights (fingerprint {fingerprint}; the loaded "
+            f"{name!r} has {lm.fingerprint}): another quantisation, conversion or revision of that model. "
+            "Load the weights they were made with; `prototokens info FILE` (or an encoder's encoder.json) shows the "
+            "fingerprint they need, FrozenLM.fingerprint the model's")
+    raise PrototokensError(
+        f"{source} were made for model {name!r} (fingerprint {fingerprint}), not for {lm.name!r} "
+        f"(fingerprint {lm.fingerprint}); load {name!r} to use them")
 
 
 def load(path: "str | os.PathLike", lm=None) -> ProtoTokens:

@@ -27,7 +27,7 @@ class Recipe:
     lr: float
     betas: tuple[float, float]
     weight_decay: float
-    max_steps: int
+    max_steps: int  # 0: the start is only scored (e.g. an encoder's guess, decoded as it is)
     # "normal": N(0, 1), the paper; "embedding-std": N(0, std(embeddings)^2);
     # "start": e starts as the embedding of the model's document-start token (FrozenLM.start_id:
     # the attention sink the model is used to at position 0), m as embedding-std
@@ -60,8 +60,8 @@ class Recipe:
             raise PrototokensError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
         if self.schedule not in SCHEDULES:
             raise PrototokensError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        if not (self.lr > 0 and self.max_steps > 0 and self.warmup >= 0 and self.margin >= 0):
-            raise PrototokensError("lr and steps must be positive; warmup and margin not negative")
+        if not (self.lr > 0 and self.max_steps >= 0 and self.warmup >= 0 and self.margin >= 0):
+            raise PrototokensError("lr must be positive; steps, warmup and margin not negative")
         if not all(0 <= b < 1 for b in self.betas):
             raise PrototokensError(f"betas must lie in [0, 1), got {self.betas}")
 

@@ -47,6 +47,7 @@ COLLECTIONS = {  # collection -> (where it comes from, its books)
     "austen": ("the Debian package r-cran-janeaustenr", tuple(AUSTEN.values())),
 }
 BOOKS = {book: collection for collection, (_, books) in COLLECTIONS.items() for book in books}
+SAME_WORK = {"asyoulik": "shakespeare-as-you-like-it"}  # a book in two collections: kept on one side of a split
 
 _BEGINS = {  # where the text proper begins, for books with an undelimited preamble
     "plrabn12": re.compile(r"^Book I\s*$", re.M),

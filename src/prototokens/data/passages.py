@@ -51,9 +51,10 @@ class Passage:
 
 
 def sample_passages(lm: FrozenLM, source: str, n_texts: int, n_tokens: int, seed: int = 0,
-                    context_tokens: int = 64) -> list[Passage]:
+                    context_tokens: int = 64, only: list[str] | None = None) -> list[Passage]:
     """``n_texts`` passages of exactly ``n_tokens`` target ids (of ``lm``'s tokenizer) from ``source``,
-    each after up to ``context_tokens`` ids of context (fewer only at the very start of a text)."""
+    each after up to ``context_tokens`` ids of context (fewer only at the very start of a text);
+    with ``only``, from those of the source's texts only (see :func:`text_names`)."""
     if n_texts < 0 or n_tokens < 1 or context_tokens < 0:
         raise PrototokensError("n_texts must be >= 0, n_tokens >= 1 and context_tokens >= 0")
     kind, _, arg = source.partition(":")
@@ -64,10 +65,22 @@ def sample_passages(lm: FrozenLM, source: str, n_texts: int, n_tokens: int, seed
     else:
         texts = user_texts(source)
         names, load = list(texts), texts.__getitem__
+    if only is not None:
+        names = [n for n in names if n in set(only)]
+        if not names:
+            raise PrototokensError(f"none of the texts {', '.join(only[:5])} is in source {source!r}")
     passages = _text_passages(lm, source, names, load, n_texts, n_tokens, seed, context_tokens)
     if kind == "generated":
         passages = [_generated(lm, p, n_tokens) for p in passages]
     return passages
+
+
+def text_names(source: str) -> list[str]:
+    """The names of a source's texts, as passages' ``text_name`` gives them: books, or ``FILE:LINE``."""
+    kind, _, arg = source.partition(":")
+    if kind == "random":
+        raise PrototokensError("random words come from no named texts; use books[:NAMES] or a file of texts")
+    return select_books(arg) if kind in ("books", "generated") else list(user_texts(source))
 
 
 def passage(lm: FrozenLM, text: str, n_tokens: int, start_char: int = 0) -> list[int]:
