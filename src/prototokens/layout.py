@@ -50,7 +50,8 @@ class Arrangement(Protocol):
 
     def reconstruction(self, lm: "FrozenLM", fit: "Fit", targets: list[list[int]]) -> list[dict]:
         """Per text, what reconstructing it from the trained vectors gives beyond the optimiser's
-        one-pass outcome: fields for its record, whose ``accuracy`` (if any) is the one that counts."""
+        one-pass outcome: fields for its record, ``decoded_ids`` (the ids it writes) among them,
+        whose ``accuracy`` (if any) is the one that counts."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,17 @@ class Layout:
     def describe(self) -> dict:
         return {"study": "capacity", "layout": self.name}
 
+    @torch.inference_mode()
     def reconstruction(self, lm: "FrozenLM", fit: "Fit", targets: list[list[int]]) -> list[dict]:
-        """Nothing to add: the one forward pass the optimiser scored is the reconstruction."""
-        return [{} for _ in targets]
+        """The ids of the one forward pass the optimiser scored (argmax at each target's output),
+        as ``decode`` writes them: in the model's own dtype. One text at a time, to keep the
+        logits small."""
+        rows = []
+        for k, target in enumerate(targets):
+            vectors = {name: v[k if v.shape[0] > 1 else 0][None] for name, v in fit.vectors.items()}
+            logits = lm.logits(self.inputs(vectors, [target]).to(lm.device))[0, self.outputs(len(target))]
+            rows.append({"decoded_ids": logits.argmax(-1).tolist()})
+        return rows
 
 
 LAYOUTS: dict[str, Layout] = {

@@ -119,6 +119,15 @@ class FrozenLM:
     def detokenize(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, clean_up_tokenization_spaces=False)
 
+    def pieces(self, ids: list[int]) -> list[str]:
+        """The text each id adds as the tokenizer streams ``ids`` ("" while a character is still
+        incomplete), for showing which tokens are which. Where bytes never make a character,
+        the pieces may join to less than :meth:`detokenize` gives."""
+        from tokenizers.decoders import DecodeStream
+
+        stream = DecodeStream(skip_special_tokens=False)
+        return [stream.step(self.tokenizer.backend_tokenizer, i) or "" for i in ids]
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Input embeddings as the model itself computes them (scaling included, e.g. Gemma)."""
         return self.model.get_input_embeddings()(ids.to(self.device))

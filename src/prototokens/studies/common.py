@@ -23,7 +23,7 @@ from pathlib import Path
 from ..data.passages import Passage
 from ..errors import PrototokensError
 from ..layout import DEFAULT_LAYOUT, Arrangement, get_layout, resolve_layout
-from ..metrics import h_lm, nats_to_bits
+from ..metrics import h_lm, nats_to_bits, quality
 from ..model import FrozenLM
 from ..optimize import optimize
 from ..recipe import Recipe
@@ -137,7 +137,8 @@ def unit(lm: FrozenLM, run_folder: RunFolder, batch: list[Text], n: int, seed: i
 
     ``shared`` names the vector the batch shares (then the batch is one group and one unit).
     Each record also holds what the layout says of reconstruction (for the cramming baseline,
-    free-running generation, whose accuracy is the one that counts)."""
+    free-running generation, whose accuracy is the one that counts) and how the text it writes
+    reads beside the target (:func:`~prototokens.metrics.quality`)."""
     group = key_of([t.id for t in batch]) if shared else None
     keys = [key_of(t.id, n, seed, group) for t in batch]
     if all(k in run_folder.done for k in keys):
@@ -154,7 +155,7 @@ def unit(lm: FrozenLM, run_folder: RunFolder, batch: list[Text], n: int, seed: i
         record = outcome.to_dict() | {
             "key": key, "text": t.id, "length": n, "seed": seed, "group": group,
             "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats), "seconds": seconds, "batch": len(todo),
-            "meta": t.meta} | reconstructed[i]
+            "meta": t.meta} | reconstructed[i] | quality(lm, reconstructed[i]["decoded_ids"], target)
         records.append(record | {"c_tokens": round(record["accuracy"] * n)})
     for record in records:
         if record["key"] not in run_folder.done:
