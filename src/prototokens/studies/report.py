@@ -1,12 +1,18 @@
-"""Reports from run folders: the Table 3 shape, accuracy against length, and Fig. 3.
+"""Reports from run folders: the Table 3 shape, accuracy against length, Fig. 3, and, where
+records hold what their texts decode to, how a text degrades past its capacity.
 
 Everything here is computed from the records alone, so committed tables and plots can be
-regenerated from committed records.
+regenerated from committed records; the one exception is the MiniLM cosine, computed here
+from the stored texts when all-MiniLM-L6-v2 is installed ("-" when it is not).
+report.html holds report.md's tables and plots, and each text at and beyond its capacity
+beside its target, the wrong tokens marked.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +35,7 @@ def load_runs(root: "str | Path") -> list[dict]:
 
 def capacities(records: list[dict], accuracy: str = "accuracy") -> dict[str, dict]:
     """Per text: the longest length passed (best seed >= threshold, by the record field
-    ``accuracy``), H_LM there, its record, and the best accuracy at every length. A record of a
+    ``accuracy``), H_LM there, its record, and the best accuracy and record at every length. A record of a
     group sharing m scores its group's worst at that length and seed."""
     worst = {}  # (group, length, seed) -> the group's worst accuracy: a shared m must serve every text
     for r in records:
@@ -47,7 +53,8 @@ def capacities(records: list[dict], accuracy: str = "accuracy") -> dict[str, dic
         passed = [n for n, r in by_length.items() if r[accuracy] >= THRESHOLD]
         top = max(passed, default=0)
         out[text] = {"capacity": top, "h_lm_nats": by_length[top]["h_lm_nats"] if top else 0.0,
-                     "record": by_length.get(top), "curve": {n: by_length[n][accuracy] for n in sorted(by_length)}}
+                     "record": by_length.get(top), "curve": {n: by_length[n][accuracy] for n in sorted(by_length)},
+                     "by_length": dict(sorted(by_length.items()))}
     return out
 
 
@@ -66,14 +73,20 @@ def budget(settings: dict) -> str:
     return f"{settings['recipe']['name']}, {settings['recipe']['max_steps']} steps, {settings['seeds']} seed(s)"
 
 
+def _method(settings: dict) -> tuple[str, str]:
+    """A run's method and m, as the tables name them."""
+    if settings["study"] == "capacity":
+        return "one-step", "shared" if settings.get("shared_m") else "per text"
+    return f"cramming ({settings.get('mem', 1)} mem)", "-"
+
+
 def table(runs: list[dict]) -> str:
     """Markdown in the shape of the paper's Table 3: C_tokens and H_LM at capacity, mean ± std."""
     lines = ["| source | method | m | texts | capacity C_tokens | H_LM at capacity (nats) | still climbing | model | recipe | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         s, caps = run["settings"], capacities(run["records"]).values()
-        method = "one-step" if s["study"] == "capacity" else f"cramming ({s.get('mem', 1)} mem)"
-        m = ("shared" if s.get("shared_m") else "per text") if s["study"] == "capacity" else "-"
+        method, m = _method(s)
         lines.append(f"| {s['source']} | {method} | {m} | {len(caps)} | {_mean_std([c['capacity'] for c in caps])} | "
                      f"{_mean_std([c['h_lm_nats'] for c in caps])} | {climbing(s, caps)} | {s['model']} | "
                      f"{s['recipe']['name']} ({s['recipe']['max_steps']} steps) | {s['seeds']} |")
@@ -181,8 +194,205 @@ def plot_information(runs: list[dict], path: Path) -> Path | None:
     return path
 
 
+def reconstructions(run: dict) -> list[tuple[dict, int]]:
+    """(record, its text's capacity) for each text's best seed at each length, where the record
+    holds what its text decodes to (records written before that was recorded do not)."""
+    return [(r, c["capacity"]) for c in capacities(run["records"]).values() for r in c["by_length"].values()
+            if "wrong_positions" in r]
+
+
+BANDS = ("below C", "at C", "C to 1.5 C", "beyond 1.5 C")
+
+
+def band(n: int, capacity: int) -> str:
+    """Where length ``n`` stands against a text's capacity (a text that passed no length is beyond)."""
+    if n == capacity:
+        return "at C"
+    if capacity and n < capacity:
+        return "below C"
+    return "C to 1.5 C" if capacity and n <= 1.5 * capacity else "beyond 1.5 C"
+
+
+def minilm_cosines(pairs: list[tuple[str, str]], batch: int = 64) -> list[float] | None:
+    """all-MiniLM-L6-v2 cosine of each (decoded, target) pair; None when the model is not installed."""
+    from ..similarity import minilm_embeddings
+
+    out = []
+    try:
+        for i in range(0, len(pairs), batch):
+            chunk = pairs[i: i + batch]
+            x = minilm_embeddings([a for a, _ in chunk] + [b for _, b in chunk])
+            out += (x[: len(chunk)] * x[len(chunk):]).sum(-1).tolist()
+    except PrototokensError:
+        return None
+    return out
+
+
+def _mean(values: list, digits: int) -> str:
+    values = [v for v in values if v is not None]
+    return f"{statistics.mean(values):.{digits}f}" if values else "-"
+
+
+def quality_table(runs: list[dict]) -> str:
+    """Per run and band of N against capacity: what the decoded texts read like beside their
+    targets ("" when no record holds it)."""
+    rows = [(k, r, band(r["length"], capacity)) for k, run in enumerate(runs) for r, capacity in reconstructions(run)]
+    if not rows:
+        return ""
+    cosines = minilm_cosines([(r["decoded_text"], r["target_text"]) for _, r, _ in rows]) or [None] * len(rows)
+    groups = defaultdict(list)
+    for (k, r, b), cosine in zip(rows, cosines):
+        groups[k, b].append((r, cosine))
+    lines = ["| source | method | m | N against capacity C | records | token accuracy | first error at (share of N) | "
+             "char edit distance | chrF | H_LM decoded (nats/token) | H_LM target (nats/token) | MiniLM cosine |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (k, b), group in sorted(groups.items(), key=lambda item: (item[0][0], BANDS.index(item[0][1]))):
+        s, records = runs[k]["settings"], [r for r, _ in group]
+        first = [min(r["wrong_positions"]) / r["length"] for r in records if r["wrong_positions"]]
+        lines.append(f"| {s['source']} | {' | '.join(_method(s))} | {b} | {len(records)} | {_mean([r['accuracy'] for r in records], 3)} | "
+                     f"{_mean(first, 2)} | {_mean([r['edit_distance'] for r in records], 3)} | {_mean([r['chrf'] for r in records], 1)} | "
+                     f"{_mean([r['decoded_h_lm_nats_per_token'] for r in records], 2)} | "
+                     f"{_mean([r['h_lm_nats'] / r['length'] for r in records], 2)} | {_mean([c for _, c in group], 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def error_profile(n: int, wrongs: list[list[int]], bins: int = 10) -> tuple[list[float], list[float]]:
+    """Error rate of texts of length ``n`` (their wrong positions ``wrongs``) in ``bins`` bins of
+    relative position i / n: (bin centres, rates), bins that no position falls in left out."""
+    total, wrong = [0] * bins, [0] * bins
+    for i in range(n):
+        total[i * bins // n] += len(wrongs)
+    for i in (i for positions in wrongs for i in positions):
+        wrong[i * bins // n] += 1
+    kept = [b for b in range(bins) if total[b]]
+    return [(b + 0.5) / bins for b in kept], [wrong[b] / total[b] for b in kept]
+
+
+def plot_error_positions(runs: list[dict], path: Path) -> Path | None:
+    """Error rate against relative position, one panel per run, one line per length at which some
+    text errs (each text's best seed); None when no record holds its wrong positions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(run, reconstructions(run)) for run in runs]
+    panels = [(run, rows) for run, rows in panels if any(r["wrong_positions"] for r, _ in rows)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 1.2 + 2.6 * len(panels)), sharex=True, squeeze=False)
+    for ax, (run, rows) in zip(axes[:, 0], panels):
+        by_length = defaultdict(list)
+        for r, _ in rows:
+            by_length[r["length"]].append(r["wrong_positions"])
+        lengths = [n for n, wrongs in sorted(by_length.items()) if any(wrongs)]
+        for n, colour in zip(lengths, plt.cm.viridis([k / max(len(lengths) - 1, 1) * 0.9 for k in range(len(lengths))])):
+            ax.plot(*error_profile(n, by_length[n]), marker=".", color=colour, label=f"N = {n} ({len(by_length[n])} texts)")
+        ax.set(ylabel="error rate", ylim=(0, 1.02), title=f"{label(run['settings'])} ({budget(run['settings'])})")
+        ax.legend(fontsize=7, ncol=2)
+    axes[-1, 0].set(xlabel="relative position i / N (10 bins)", xlim=(0, 1))
+    fig.suptitle(f"Where the wrong tokens fall — {runs[0]['settings']['model']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+QUALITY = """
+## Beyond token accuracy
+
+Each text's best seed at each length N, grouped by N against the text's capacity C (a text that passed no length is \
+beyond). Edit distance: characters, normalised (0: the same, 1: nothing alike; rapidfuzz). chrF: sacrebleu's, 0-100. \
+First error: where a text's first wrong token falls, as a share of N (texts with one). H_LM in nats per token, of the \
+decoded text and of the target. MiniLM: cosine of the two texts' all-MiniLM-L6-v2 embeddings ("-": not installed). \
+report.html sets each decoded text at and beyond capacity beside its target, the wrong tokens marked.
+
+"""
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Capacity report</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #bbb; padding: 0.25em 0.5em; vertical-align: top; }}
+td.text {{ font-family: monospace; white-space: pre-wrap; width: 40em; }}
+mark {{ background: #ffb0b0; }}
+img {{ max-width: 100%; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
+
+
+def _inline(text: str) -> str:
+    """Escaped, with `code` as <code>."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+
+
+def _html_table(lines: list[str]) -> str:
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    head = "<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in rows[0]) + "</tr>\n"
+    body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>\n" for row in rows[2:])
+    return f"<table>\n{head}{body}</table>"
+
+
+def markdown_html(md: str) -> str:
+    """report.md as HTML: the headings, tables, images and one-line paragraphs it is made of."""
+    out, table = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            out.append(_html_table(table))
+            table = []
+        image = re.fullmatch(r"!\[(.*)\]\((.*)\)", line)
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+        elif image:
+            out.append(f'<p><img src="{html.escape(image[2])}" alt="{html.escape(image[1])}"></p>')
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    return "\n".join(out)
+
+
+def marked(pieces: list[str], wrong: set[int]) -> str:
+    """The token pieces as escaped HTML, those at ``wrong`` positions in <mark>."""
+    return "".join(f"<mark>{html.escape(p)}</mark>" if i in wrong else html.escape(p) for i, p in enumerate(pieces))
+
+
+def reconstructions_html(runs: list[dict]) -> str:
+    """Per run, each text at and beyond its capacity C: its target beside what it decodes to,
+    the wrong tokens marked in both."""
+    parts = []
+    for run in runs:
+        rows = [(r, c) for r, c in reconstructions(run) if r["length"] >= c]
+        if not rows:
+            continue
+        parts += [f"<h3>{html.escape(label(run['settings']))}</h3>",
+                  "<table>\n<tr><th>text</th><th>N</th><th>C</th><th>accuracy</th><th>edit distance</th><th>chrF</th>"
+                  "<th>target</th><th>decoded</th></tr>"]
+        for r, c in rows:
+            wrong = set(r["wrong_positions"])
+            parts.append(f"<tr><td>{html.escape(r['text'])}</td><td>{r['length']}</td><td>{c}</td><td>{r['accuracy']:.3f}</td>"
+                         f"<td>{r['edit_distance']:.3f}</td><td>{r['chrf']:.1f}</td>"
+                         f'<td class="text">{marked(r["target_pieces"], wrong)}</td><td class="text">{marked(r["decoded_pieces"], wrong)}</td></tr>')
+        parts.append("</table>")
+    if not parts:
+        return "<p>No record here holds the text it decodes to (they were written before that was recorded).</p>"
+    return ("<h2>Reconstructions at and beyond capacity</h2>\n<p>Each text's best seed at each length N from its capacity C "
+            "on; wrong tokens are <mark>marked</mark> in the target and in what was decoded.</p>\n" + "\n".join(parts))
+
+
 def write(root: "str | Path") -> list[Path]:
-    """Write report.md and the plots into ``root``."""
+    """Write report.md, its plots and report.html into ``root``."""
     root = Path(root)
     runs = load_runs(root)
     md = root / "report.md"
@@ -197,5 +407,14 @@ def write(root: "str | Path") -> list[Path]:
     if information:
         written.append(information)
         text += "\n![H_LM at capacity, one-step against cramming](information_one_step_vs_cramming.png)\n"
+    quality = quality_table(runs)
+    if quality:
+        text += QUALITY + quality
+        positions = plot_error_positions(runs, root / "error_positions.png")
+        if positions:
+            written.append(positions)
+            text += "\n![error rate against relative position](error_positions.png)\n"
     md.write_text(text)
-    return written
+    page = root / "report.html"
+    page.write_text(PAGE.format(body=markdown_html(text) + "\n" + reconstructions_html(runs)))
+    return [*written, page]
