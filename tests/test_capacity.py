@@ -328,3 +328,89 @@ def test_report_html_shows_tables_plots_and_marked_tokens_in_a_real_browser(tmp_
     assert dom.count("<table>") == 3 and "<th>N against capacity C</th>" in dom
     assert "on<mark> the</mark> mat<mark> &amp;</mark><mark> sat</mark>" in dom  # the target, its wrong tokens marked
     assert "on<mark> a</mark> mat<mark> ?</mark><mark> no</mark>" in dom  # and what was decoded
+
+
+def test_bisect_finds_the_capacity_a_dense_grid_finds_trying_fewer_lengths(tiny, tmp_path, monkeypatch):
+    from prototokens.studies import report
+
+    capacities = {"t0": 7, "t1": 13, "t2": 0}  # a text passes every length up to its capacity, with its second seed
+    calls = []
+
+    def unit(lm, run_folder, batch, n, seed, **options):
+        rows = [{"text": t.id, "length": n, "seed": seed, "h_lm_nats": float(n),
+                 "accuracy": 1.0 if seed == 1 and n <= capacities[t.id] else 0.5} for t in batch]
+        calls.extend(rows)
+        return rows
+
+    monkeypatch.setattr(capacity, "unit", unit)
+    found = {}
+    for search, grid in (("grid", list(range(1, 17))), ("bisect", [4, 8, 16])):
+        calls.clear()
+        capacity.sweep(tiny, texts(tiny), tmp_path / search, source="test", grid=grid, seeds=2, search=search,
+                       recipe=RECIPE, progress=False)
+        found[search] = ({t: c["capacity"] for t, c in report.capacities(calls).items()}, len(calls))
+        assert len({(r["text"], r["length"], r["seed"]) for r in calls}) == len(calls)  # no unit twice
+    assert found["bisect"][0] == found["grid"][0] == capacities
+    assert found["bisect"][1] < found["grid"][1]
+    # t1 passed 8 and failed 16: it tried 12, 14 and 13, with both seeds each
+    assert sorted({r["length"] for r in calls if r["text"] == "t1"}) == [4, 8, 12, 13, 14, 16]
+    settings = {"grid": [4, 8, 16], "search": "bisect"}
+    assert report.climbing(settings, report.capacities(calls).values()) == 0
+    assert report.climbing(settings, report.capacities([r for r in calls if r["length"] != 13]).values()) == 1  # 12 to 14 open
+    tried = sum(r["length"] for r in calls if r["text"] == "t1" and r["seed"] == 0)
+    assert tried <= capacity.Climber(texts(tiny)[:1], [4, 8, 16]).most_left("bisect", True)  # the progress bar's bound holds
+
+
+def test_a_bisecting_sweep_resumes_after_an_interruption_without_redoing_units(tiny, tmp_path, monkeypatch):
+    from prototokens.studies import common
+
+    options = dict(source="test", grid=[2, 4, 8, 16], search="bisect", recipe=RECIPE, progress=False)
+    whole = capacity.sweep(tiny, texts(tiny), tmp_path / "whole", **options).records
+    assert {r["length"] for r in whole} - {2, 4, 8, 16}  # the tiny model fails somewhere, and bisection went there
+
+    real_unit, real_optimize, optimised = capacity.unit, common.optimize, []
+
+    def killed_after_three(*args, **kwargs):
+        if len(optimised) == 3:
+            raise KeyboardInterrupt
+        return real_unit(*args, **kwargs)
+
+    def counted(lm, targets, **kwargs):
+        optimised.append([len(t) for t in targets])
+        return real_optimize(lm, targets, **kwargs)
+
+    monkeypatch.setattr(common, "optimize", counted)
+    monkeypatch.setattr(capacity, "unit", killed_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        capacity.sweep(tiny, texts(tiny), tmp_path / "resumed", **options)
+    partial = read_records(tmp_path / "resumed" / "records.jsonl")
+    monkeypatch.setattr(capacity, "unit", real_unit)
+    optimised.clear()
+    resumed = capacity.sweep(tiny, texts(tiny), tmp_path / "resumed", **options).records
+    assert resumed[: len(partial)] == partial
+    assert sum(map(len, optimised)) == len(resumed) - len(partial)  # only the units not yet done were optimised
+
+    def path(records):
+        return [(r["text"], r["length"], r["seed"], r["wrong_positions"]) for r in records]
+
+    assert path(resumed) == path(whole)  # and the bisection went where an uninterrupted one goes
+
+
+def test_a_bisecting_sweep_records_its_search_and_a_grid_one_does_not(tiny, tmp_path):
+    capacity.sweep(tiny, texts(tiny)[:1], tmp_path / "grid", source="test", grid=[2], recipe=RECIPE, progress=False)
+    capacity.sweep(tiny, texts(tiny)[:1], tmp_path / "bisect", source="test", grid=[2], search="bisect", recipe=RECIPE, progress=False)
+    assert "search" not in json.loads((tmp_path / "grid" / "run.json").read_text())  # as folders from before the option
+    assert json.loads((tmp_path / "bisect" / "run.json").read_text())["search"] == "bisect"
+    with pytest.raises(PrototokensError, match="other settings \\(search differ"):
+        capacity.sweep(tiny, texts(tiny)[:1], tmp_path / "grid", source="test", grid=[2], search="bisect", recipe=RECIPE, progress=False)
+    with pytest.raises(PrototokensError, match="unknown search dense"):
+        capacity.Config(search="dense")
+
+
+def test_the_cli_takes_search_bisect_and_refuses_other_searches(capsys, tmp_path):
+    from prototokens.cli import _parser, main
+
+    assert _parser().parse_args(["capacity", "--search", "bisect", "-o", str(tmp_path)]).search == "bisect"
+    with pytest.raises(SystemExit) as exit_:
+        main(["capacity", "--search", "dense", "-o", str(tmp_path)])
+    assert exit_.value.code == 2 and "argument --search: invalid choice: 'dense'" in capsys.readouterr().err

@@ -175,7 +175,8 @@ def _config_options(q, config):
                            help=f"{meta['help']}, comma-separated (default {','.join(map(str, default))})")
         else:
             kind = _positive_int if meta.get("positive") else type(default)
-            q.add_argument(flag, type=kind, default=default, help=meta["help"] + ("" if default is None else f" (default {default})"))
+            q.add_argument(flag, type=kind, default=default, choices=meta.get("choices"),
+                           help=meta["help"] + ("" if default is None else f" (default {default})"))
 
 
 def _comma(kind):

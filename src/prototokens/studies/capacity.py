@@ -4,16 +4,26 @@ One-step (proto-tokens, any layout) or the cramming baseline (``mem`` [mem] vect
 the accuracy that counts is that of free-running greedy generation; its teacher-forced
 accuracy, token gain and information gain are recorded beside it.
 
-Every text climbs the length grid together with the others (one batch per length and seed).
-At each length the seeds are tried in turn, each only on the texts that have not yet passed;
-a text stops climbing at the first length that fails with every seed. One record per (text,
-length, seed); with a shared m the whole group is one unit and its records are written together,
-and a length passes only when one seed's m serves every text of the group (so the group climbs,
-and is retried, as a whole).
+Every text climbs the length grid (texts at the same length are batched together). At each
+length the seeds are tried in turn, each only on the texts that have not yet passed; a length
+fails when every seed fails. With ``search="grid"`` a text stops at its first failing length;
+with ``"bisect"`` it then bisects the whole lengths between its last pass and that failure, so
+its capacity is exact to a token. One record per (text, length, seed); a rerun reads the
+records back and takes the same path, so a killed sweep resumes where it stopped. With a
+shared m the whole group is one unit and its records are written together, and a length
+passes only when one seed's m serves every text of the group (so the group climbs, and is
+retried, as a whole).
+
+The progress bar counts text-tokens (a text tried at length N counts N; work read back from
+the records is not counted). Its total is the most the sweep may still try: every text still
+climbing passes every length left, and every bisection takes its most probes. So the time it
+shows as left is an upper bound, which shrinks as texts stop.
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +36,12 @@ from ..layout import DEFAULT_LAYOUT, Arrangement, get_layout, resolve_layout
 from ..model import FrozenLM
 from ..recipe import Recipe, get_recipe
 from ..records import RunFolder
-from .common import THRESHOLD, SampledConfig, Text, option, sample, unit
+from .common import THRESHOLD, SampledConfig, Text, names, option, sample, unit
 
 NAME, HELP = "capacity", "sweep texts over lengths: the longest reconstructed at >= 0.99 (Table 3)"
 SHARDED = True  # under torchrun each rank climbs its share of the texts (see common.py)
 GRID = [4, 5, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512, 724, 1024, 1448]
+SEARCHES = ("grid", "bisect")
 
 
 @dataclass(kw_only=True)
@@ -43,9 +54,12 @@ class Config(SampledConfig):
     context_tokens: int = option(64, "tokens of context sampled before each text")
     batch_size: int = option(8, "texts optimised together", positive=True)
     shared_m: bool = option(False, "one m for all texts", cli=False)
+    search: str = option("grid", "grid: a text stops at its first failing length; bisect: then bisects between its last pass and that failure",
+                         choices=SEARCHES)
 
     def __post_init__(self):
         super().__post_init__()
+        names([self.search], SEARCHES, "search")
         self.grid = sorted({n for n in self.grid if n >= 1 and (self.max_length is None or n <= self.max_length)})
         if not self.grid:
             raise PrototokensError("the length grid is empty")
@@ -59,7 +73,8 @@ def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
     """Sample the config's texts and sweep them over its grid into ``folder`` (resumed)."""
     texts = sample(lm, config, config.texts, config.grid[-1], config.context_tokens)
     return sweep(lm, texts, folder, source=config.source, grid=config.grid, seeds=config.seeds, shared=config.shared_m,
-                 recipe=config.recipe, layout=config.arrangement, batch_size=config.batch_size, progress=config.progress)
+                 recipe=config.recipe, layout=config.arrangement, batch_size=config.batch_size, search=config.search,
+                 progress=config.progress)
 
 
 def report(folder) -> list[Path]:
@@ -70,50 +85,117 @@ def report(folder) -> list[Path]:
 
 
 def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seeds: int, shared: bool,
-             recipe: Recipe, layout: Arrangement) -> dict:
+             recipe: Recipe, layout: Arrangement, search: str = "grid") -> dict:
+    """What a run folder records of a sweep (the search only when not the grid, as folders from
+    before it was an option hold)."""
     method = layout.describe() | ({"shared_m": shared} if "m" in layout.vectors else {})
     return method | {"model": lm.name, "fingerprint": lm.fingerprint, "source": source,
                      "texts": [t.id for t in texts], "grid": grid, "seeds": seeds,
-                     "recipe": recipe.to_dict(), "threshold": THRESHOLD}
+                     "recipe": recipe.to_dict(), "threshold": THRESHOLD} | ({"search": search} if search != "grid" else {})
+
+
+@dataclass(eq=False)
+class Climber:
+    """A text (or a group sharing m) on its way up: the grid lengths it has not been tried at,
+    the longest length it passed and the shortest it failed."""
+
+    texts: list[Text]
+    grid: list[int]
+    passed: int = 0
+    failed: int | None = None
+
+    def next_length(self, search: str, climb: bool) -> int | None:
+        """The length to try next; None when its capacity is known."""
+        if self.failed is None or not climb:
+            return self.grid[0] if self.grid else None
+        if search == "bisect" and self.failed - self.passed > 1:
+            return (self.passed + self.failed) // 2
+        return None
+
+    def tried(self, n: int, ok: bool) -> None:
+        if self.grid and self.grid[0] == n:  # a bisection's lengths lie below every grid length left
+            self.grid.pop(0)
+        if ok:
+            self.passed = max(self.passed, n)
+        else:
+            self.failed = n if self.failed is None else min(self.failed, n)
+
+    def most_left(self, search: str, climb: bool) -> int:
+        """The most text-tokens it may still be tried at (the progress bar's total)."""
+        if self.next_length(search, climb) is None:
+            return 0
+        if self.failed is not None and climb:
+            return len(self.texts) * _most_bisected(self.passed, self.failed)
+        if search != "bisect" or not climb:
+            return len(self.texts) * sum(self.grid)
+        ends = [self.passed, *self.grid]
+        return len(self.texts) * (sum(self.grid) + max(_most_bisected(lo, hi) for lo, hi in zip(ends, ends[1:])))
+
+
+def _most_bisected(lo: int, hi: int) -> int:
+    """The most text-tokens a bisection between a pass at ``lo`` and a failure at ``hi`` tries:
+    ceil(log2(hi - lo)) lengths, each shorter than ``hi``."""
+    return (hi - 1) * math.ceil(math.log2(hi - lo)) if hi - lo > 1 else 0
 
 
 def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
           shared: bool = False, recipe: "str | Recipe | None" = None, layout: "str | Arrangement" = DEFAULT_LAYOUT,
-          batch_size: int = 8, climb: bool = True, progress: bool = True) -> RunFolder:
+          batch_size: int = 8, search: str = "grid", climb: bool = True, progress: bool = True) -> RunFolder:
     """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds).
 
     ``layout`` may be the cramming baseline's :class:`~prototokens.cramming.Cramming` (never with
-    a shared m); ``recipe`` None is the layout's default. ``climb=False`` runs every text at
-    every length, passed or not (the arrangements study).
+    a shared m); ``recipe`` None is the layout's default. ``search`` is "grid" (stop at a text's
+    first failing length) or "bisect" (then bisect down to the exact capacity). ``climb=False``
+    runs every text at every grid length, passed or not (the arrangements study).
     Under torchrun each rank climbs its shard of the texts (all of them on rank 0 with a shared
     m, whose group is one unit), and every rank returns the merged folder.
     """
     layout = resolve_layout(layout)
     recipe = get_recipe(recipe) if recipe is not None else layout.recipe(None)
+    names([search], SEARCHES, "search")
     if shared and "m" not in layout.vectors:
         raise PrototokensError(f"{layout.name} has no m to share")
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
-    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout))
-    climbing = (texts if distributed.is_main() else []) if shared else distributed.shard(texts)
-    bar = tqdm(total=len(climbing) * len(grid), disable=not progress, desc="capacity", unit="text-length")
-    for n in grid:
-        passed: set[str] = set()
-        for seed in range(seeds):
-            todo = [t for t in climbing if t.id not in passed]
-            if not todo:
-                break
-            batches = [todo] if shared else [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
-            for batch in batches:
-                records = unit(lm, run_folder, batch, n, seed, shared="m" if shared else None, recipe=recipe,
-                               layout=layout, progress=progress)
-                ok = {r["text"] for r in records if r["accuracy"] >= THRESHOLD}
-                if not shared or len(ok) == len(batch):  # a shared m counts only when it serves every text
-                    passed |= ok
-        bar.update(len(climbing))
-        bar.set_postfix(length=n, climbing=len(passed))
-        climbing = [t for t in climbing if t.id in passed or not climb]
-        if not climbing:
+    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout, search))
+    mine = (texts if distributed.is_main() else []) if shared else distributed.shard(texts)
+    climbers = [Climber(group, list(grid)) for group in ([mine] if shared and mine else [[t] for t in mine])]
+    bar = tqdm(total=sum(c.most_left(search, climb) for c in climbers), disable=not progress, desc="capacity", unit="tok")
+    while True:
+        at = defaultdict(list)  # length -> the climbers to try there next
+        for c in climbers:
+            if (n := c.next_length(search, climb)) is not None:
+                at[n].append(c)
+        if not at:
             break
+        for n in sorted(at):
+            before = len(run_folder.records)
+            passed = attempt(lm, run_folder, at[n], n, seeds=seeds, shared=shared, recipe=recipe, layout=layout,
+                             batch_size=batch_size, progress=progress)
+            for c in at[n]:
+                c.tried(n, c in passed)
+            if len(run_folder.records) > before:  # optimised now, not read back
+                bar.update(n * sum(len(c.texts) for c in at[n]))
+            bar.total = bar.n + sum(c.most_left(search, climb) for c in climbers)
+            bar.set_postfix(length=n, passed=f"{len(passed)}/{len(at[n])}")
     bar.close()
     run_folder.gather()
     return run_folder
+
+
+def attempt(lm: FrozenLM, run_folder: RunFolder, climbers: list[Climber], n: int, *, seeds: int, shared: bool,
+            recipe: Recipe, layout: Arrangement, batch_size: int, progress: bool) -> list[Climber]:
+    """Try ``climbers`` at length ``n``, seed after seed on those not yet passed: the ones that passed."""
+    passed: set[str] = set()
+    texts = [t for c in climbers for t in c.texts]
+    for seed in range(seeds):
+        todo = [t for t in texts if t.id not in passed]
+        if not todo:
+            break
+        batches = [todo] if shared else [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
+        for batch in batches:
+            records = unit(lm, run_folder, batch, n, seed, shared="m" if shared else None, recipe=recipe,
+                           layout=layout, progress=progress)
+            ok = {r["text"] for r in records if r["accuracy"] >= THRESHOLD}
+            if not shared or len(ok) == len(batch):  # a shared m counts only when it serves every text
+                passed |= ok
+    return [c for c in climbers if all(t.id in passed for t in c.texts)]

@@ -35,7 +35,7 @@ SOURCE_HELP = "books[:NAMES], generated[:NAMES], random, FILE.txt, FILE.jsonl, h
 
 def option(default=MISSING, help: str = "", **cli):
     """A config field with its help text; ``cli`` says how the command line shows it
-    (``positional=True``, ``nargs``, ``positive=True`` for whole numbers >= 1, ``cli=False``)."""
+    (``positional=True``, ``nargs``, ``positive=True`` for whole numbers >= 1, ``choices``, ``cli=False``)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **cli})
     return field(default=default, metadata={"help": help, **cli})

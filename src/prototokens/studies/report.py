@@ -94,10 +94,16 @@ def table(runs: list[dict]) -> str:
 
 
 def climbing(settings: dict, caps) -> int:
-    """Texts of a sweep that was stopped early: they passed the longest length they were tried at,
-    short of the grid's end, so their capacity is only a lower bound."""
-    end = max(settings.get("grid") or [0])
-    return sum(c["capacity"] == max(c["curve"]) < end for c in caps)
+    """Texts of a sweep that was stopped early, so that their capacity is only a lower bound: they
+    passed the longest length they were tried at, short of the grid's end, or (bisecting) failed
+    no length just above their capacity."""
+    end, bisect = max(settings.get("grid") or [0]), settings.get("search") == "bisect"
+
+    def unfinished(c):
+        above = [n for n in c["curve"] if n > c["capacity"]]
+        return c["capacity"] == max(c["curve"]) < end or (bisect and bool(above) and min(above) > c["capacity"] + 1)
+
+    return sum(map(unfinished, caps))
 
 
 def cramming_table(runs: list[dict]) -> str:
