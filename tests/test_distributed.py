@@ -154,3 +154,29 @@ def test_a_capacity_sweep_on_two_ranks_reports_as_one_process(tiny_path, tmp_pat
         assert main(["report", str(tmp_path / folder)]) == 0
     one, two = ((tmp_path / f / "report.md").read_text().replace(str(tmp_path / f), "FOLDER") for f in ("one", "two"))
     assert two == one
+
+
+def test_a_sharing_study_on_two_ranks_writes_what_one_process_writes(corpus, tiny_path, tmp_path):
+    # S = 1 (nothing shared: each rank its texts) and S = 2 sharing m (each rank its groups), 2 seeds
+    args = ["study", "sharing", "--source", corpus, "--texts", "4", "--length", "4", "--sizes", "1,2", "--vectors", "m",
+            "--seeds", "2", "--model", tiny_path, *FAST]
+    job = torchrun(2, *args, "-o", tmp_path / "two")
+    log = job.communicate(timeout=180)[0]
+    assert job.returncode == 0, log
+    torch.set_num_threads(1)
+    assert main([str(a) for a in (*args, "-o", tmp_path / "one")]) == 0
+
+    def records(folder):
+        out = {}
+        for path in sorted((tmp_path / folder).glob("*/records.jsonl")):
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            # the ranks batch their own texts, so float rounding may move a step or a loss a little
+            out[path.parent.name] = sorted(({k: v for k, v in r.items() if k in ("key", "text", "length", "seed", "group",
+                                                                                    "accuracy", "status")} for r in rows),
+                                           key=lambda r: r["key"])
+        return out
+
+    assert set(records("two")) == {"s1", "shared-m-s2"}
+    assert records("two") == records("one")
+    assert not list((tmp_path / "two").glob("*/records.rank-*.jsonl"))  # the parts were merged
+    assert (tmp_path / "two" / "sharing.md").read_text() == (tmp_path / "one" / "sharing.md").read_text()
