@@ -101,7 +101,14 @@ def main():
     models["bfloat16"] = models["float32"].in_dtype("bfloat16")
     texts = texts_for(models["float32"], args.texts, args.n)
     print(f"N = {args.n}, {len(texts)} texts, torch threads {torch.get_num_threads()}", flush=True)
-    rows, work = [], Path(tempfile.mkdtemp())
+    rows, throughput, work = [], [], Path(tempfile.mkdtemp())
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"latency-n{args.n}-{args.recipes.split(':')[0].replace(',', '-')}.json"
+
+    def save():  # after every row, so a stopped run keeps what it measured
+        out.write_text(json.dumps({"model": models["float32"].name, "fingerprint": models["float32"].fingerprint,
+                                   "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                   "args": vars(args) | {"out": str(args.out)}, "rows": rows, "throughput": throughput}, indent=1))
     for recipe in args.recipes.split(","):
         name, _, options = recipe.partition(":")
         for label, text in texts:
@@ -118,6 +125,7 @@ def main():
                    "decodes": {d: c["exact"][0] for d, c in check.items()},
                    "margin": {d: c["margin"][0] for d, c in check.items()}}
             rows.append(row)
+            save()
             print(f"{recipe:>12} {label:>12} {row['status']:>8} {row['steps']:>5} steps {wall:7.1f} s "
                   f"= {row['fp32_steps']:6.0f} fp32 steps; exact fp32 {row['decodes']['float32']}, "
                   f"bf16 {row['decodes']['bfloat16']} (margins {row['margin']['float32']:.2f}, "
@@ -128,7 +136,6 @@ def main():
         middle = ranked[(len(ranked) - 1) // 2]
         print(f"{recipe}: {len(solved)}/{len(mine)} solved and exact in both dtypes; median "
               f"{'>' if middle[0] else ''}{middle[1]:.0f} fp32-step equivalents", flush=True)
-    throughput = []
     jsonl = work / "texts.jsonl"
     jsonl.write_text("".join(json.dumps(t) + "\n" for _, t in texts))
     for batch in [int(b) for b in args.throughput.split(",") if b]:
@@ -137,12 +144,9 @@ def main():
         solved = sum(t.status == "solved" for t in pt.load(path).texts)
         throughput.append({"batch": batch, "texts": len(texts), "solved": solved, "wall_s": wall,
                            "texts_per_hour": 3600 * solved / wall})
+        save()
         print(f"batch {batch}: {solved}/{len(texts)} solved in {wall:.0f} s, {3600 * solved / wall:.0f} texts/hour", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"latency-n{args.n}-{args.recipes.split(':')[0].replace(',', '-')}.json"
-    out.write_text(json.dumps({"model": models["float32"].name, "fingerprint": models["float32"].fingerprint,
-                               "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                               "args": vars(args) | {"out": str(args.out)}, "rows": rows, "throughput": throughput}, indent=1))
+    save()
     print(f"wrote {out}")
 
 

@@ -170,7 +170,8 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         # forward: the active texts only
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
-        scores = evaluate(compute, layout, vectors, [targets[rows[a]] for a in active], recipe.first_weight)
+        scores = evaluate(compute, layout, vectors, [targets[rows[a]] for a in active], recipe.first_weight,
+                          recipe.temperature)
         finite = torch.isfinite(scores.objective.detach())
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
         for k, a in enumerate(active):
@@ -251,9 +252,10 @@ def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(lm: FrozenLM, layout: Arrangement, vectors: dict[str, torch.Tensor], targets: list[list[int]],
-             first_weight: float = 1.0) -> Scores:
-    """Per text, from one forward pass: the objective (mean cross-entropy with the first target
-    weighted by ``first_weight``), the plain mean cross-entropy, accuracy and smallest margin."""
+             first_weight: float = 1.0, temperature: float = 1.0) -> Scores:
+    """Per text, from one forward pass: the objective (mean cross-entropy of logits / ``temperature``,
+    the first target weighted by ``first_weight``), the plain mean cross-entropy, accuracy and
+    smallest margin."""
     z = layout.inputs(vectors, targets, lm)
     width = max(len(t) for t in targets)
     t = torch.full((len(targets), width), IGNORE, dtype=torch.long)
@@ -263,7 +265,9 @@ def evaluate(lm: FrozenLM, layout: Arrangement, vectors: dict[str, torch.Tensor]
     logits = lm.logits(z)[:, layout.outputs(width)].float()
     valid = t != IGNORE
     ce = F.cross_entropy(logits.transpose(1, 2), t, ignore_index=IGNORE, reduction="none")
-    weighted = torch.cat([ce[:, :1] * first_weight, ce[:, 1:]], dim=1) if first_weight != 1.0 else ce
+    objective = ce if temperature == 1.0 else F.cross_entropy((logits / temperature).transpose(1, 2), t,
+                                                              ignore_index=IGNORE, reduction="none")
+    weighted = torch.cat([objective[:, :1] * first_weight, objective[:, 1:]], dim=1) if first_weight != 1.0 else objective
     n = valid.sum(1)
     with torch.no_grad():
         mean_ce = ce.sum(1) / n

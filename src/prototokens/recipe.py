@@ -49,6 +49,8 @@ class Recipe:
     # it exactly, with every target leading by ``margin`` there too, so its file decodes the
     # same in float32 and bfloat16
     check_dtypes: tuple[str, ...] = ()
+    temperature: float = 1.0  # the objective's cross-entropy is taken on logits / temperature
+    lr_floor: float = 0.05  # the cosine schedule ends at lr * lr_floor
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -62,6 +64,8 @@ class Recipe:
             raise PrototokensError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if not (self.lr > 0 and self.max_steps >= 0 and self.warmup >= 0 and self.margin >= 0):
             raise PrototokensError("lr must be positive; steps, warmup and margin not negative")
+        if not (self.temperature > 0 and 0 <= self.lr_floor <= 1):
+            raise PrototokensError("temperature must be positive and lr_floor in [0, 1]")
         if not all(0 <= b < 1 for b in self.betas):
             raise PrototokensError(f"betas must lie in [0, 1), got {self.betas}")
 
@@ -72,7 +76,7 @@ class Recipe:
         if self.schedule == "constant":
             return self.lr
         progress = min(1.0, (step - self.warmup) / max(1, self.max_steps - self.warmup))
-        return self.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return self.lr * (self.lr_floor + (1 - self.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def with_overrides(self, **changes) -> "Recipe":
         """This recipe with the given fields changed (None: keep); renamed NAME+custom if any differs."""

@@ -1,0 +1,84 @@
+"""Screen recipe variants for the speed target: the steps a recipe spends per text at N tokens.
+
+    .venv/bin/python bench/recipe_search.py NAME [KEY=VALUE ...]
+
+KEY is a Recipe field (lr, betas=0.9,0.99, max_steps, warmup, margin, temperature, lr_floor,
+patience=none, dtype, ...) or: recipe (the base preset, default fast), n (tokens, 64), texts
+(sources as bench/latency.py takes them, default books:2,generated:1,heldout:1), seed (first
+optimiser seed, 0), restarts (seeds per text, 2).
+
+All texts run in one ``optimize`` call; a text's steps do not depend on its batch, so each
+text's ``total_steps`` (over all its seeds) is what it would cost alone, in steps of the
+compute dtype; in float32 that is its cost in fp32-step equivalents, less the forwards of the
+dtype checks and the model load, which bench/latency.py counts. Each kept state is decoded in
+float32 and bfloat16. Writes bench/results/recipes/NAME.json and prints one line per text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import prototokens as pt
+from latency import texts_for
+from prototokens.optimize import evaluate
+
+
+def value(key: str, text: str):
+    if key in ("betas", "check_dtypes"):
+        return tuple(float(x) if key == "betas" else x for x in text.split(",") if x)
+    if text == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def main():
+    name, options = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
+    n, spec = int(options.pop("n", 64)), options.pop("texts", "books:2,generated:1,heldout:1")
+    seed, restarts = int(options.pop("seed", 0)), int(options.pop("restarts", 2))
+    base = pt.get_recipe(options.pop("recipe", "fast"))
+    recipe = dataclasses.replace(base, name=f"{base.name}+{name}", **{k: value(k, v) for k, v in options.items()})
+    lm = pt.load_model(dtype="float32")
+    layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
+    texts = texts_for(lm, spec, n)
+    targets = [lm.tokenize(t)[:n] for _, t in texts]
+    started = time.perf_counter()
+    fit = pt.optimize(lm, targets, recipe=recipe, seed=seed, restarts=restarts, progress=False, trajectory=True)
+    wall = time.perf_counter() - started
+    rows = []
+    for j, ((label, _), ids) in enumerate(zip(texts, targets)):
+        o = fit.outcomes[j]
+        decode = {}
+        for dtype in ("float32", "bfloat16"):
+            with torch.no_grad():
+                s = evaluate(lm.in_dtype(dtype), layout, {k: v[j:j + 1] for k, v in fit.vectors.items()}, [ids])
+            decode[dtype] = {"accuracy": float(s.accuracy[0]), "margin": float(s.margin[0])}
+        rows.append({"text": label, "n": len(ids), **o.to_dict(), "decode": decode,
+                     "accuracy_every_10": [[sd, st, round(a, 4)] for sd, st, _, a in fit.trajectory[j] if st % 10 == 0]})
+        print(f"{label}: {o.status} acc {o.accuracy:.3f} margin {o.margin:.2f} steps {o.steps} total {o.total_steps} "
+              f"| fp32 {decode['float32']['accuracy']:.3f} bf16 {decode['bfloat16']['accuracy']:.3f}", flush=True)
+    costs = sorted(r["total_steps"] if r["status"] == "solved" else float("inf") for r in rows)
+    summary = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "n": n, "texts": spec,
+               "restarts": restarts, "seed": seed, "threads": torch.get_num_threads(), "wall_seconds": wall,
+               "solved": sum(r["status"] == "solved" for r in rows), "median_total_steps": statistics.median(costs),
+               "rows": rows}
+    folder = Path("bench/results/recipes")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{name}: {summary['solved']}/{len(rows)} solved, total steps {[r['total_steps'] for r in rows]}, "
+          f"median {summary['median_total_steps']}, {wall:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
