@@ -174,6 +174,25 @@ def test_a_recipe_names_its_version_and_old_records_without_one_still_match():
     assert Recipe.from_dict(fast.to_dict()) == fast
 
 
+def test_the_cosine_ends_at_the_floor_and_a_temperature_sharpens_only_the_objective(tiny):
+    recipe = get_recipe("fast").with_overrides(lr_floor=0.01, warmup=10, max_steps=110)
+    assert recipe.lr_at(5) == pytest.approx(recipe.lr * 5 / 11) and recipe.lr_at(10 + 100) == pytest.approx(recipe.lr * 0.01)
+    assert recipe.lr_at(60) == pytest.approx(recipe.lr * (0.01 + 0.99 / 2))
+    for bad in (dict(temperature=0.0), dict(lr_floor=1.5)):
+        with pytest.raises(PrototokensError, match="temperature must be positive and lr_floor in"):
+            recipe.with_overrides(**bad)
+    from prototokens.optimize import evaluate
+
+    target = ids(tiny, "Alice was")
+    vectors = {"e": torch.randn(1, tiny.d_model), "m": torch.randn(1, tiny.d_model)}
+    layout = LAYOUTS["em-plus-one"]
+    plain, sharp = evaluate(tiny, layout, vectors, [target]), evaluate(tiny, layout, vectors, [target], temperature=0.5)
+    logits = tiny.logits(layout.inputs(vectors, [target], tiny))[0, layout.outputs(len(target))].float()
+    by_hand = torch.nn.functional.cross_entropy(logits / 0.5, torch.tensor(target))
+    assert float(sharp.objective[0]) == pytest.approx(float(by_hand), rel=1e-5)
+    assert (sharp.loss, sharp.accuracy, sharp.margin) == (plain.loss, plain.accuracy, plain.margin)  # reported at T = 1
+
+
 def test_a_recipe_names_a_registered_optimizer():
     assert "adamw" in OPTIMIZERS and get_recipe("fast").optimizer == "adamw"
     with pytest.raises(PrototokensError, match="unknown optimizer 'sgd'; choose one of: adamw"):
