@@ -133,18 +133,22 @@ def summarise(records: list[dict], lengths: list[int], encoders: list[str]) -> l
 
 
 def markdown(rows: list[dict], settings: dict) -> str:
+    """The table; with 0 steps (zero-shot only) no optimiser ran, so only the zero-shot columns."""
+    warm = settings["recipe"]["max_steps"] > 0
     lines = [f"# Learned encoders against the default start ({settings['model']}, {len(settings['texts'])} held-out passages)", "",
-             f"Recipe {settings['recipe']['name']} v{settings['recipe']['version']}, {settings['recipe']['max_steps']} steps x "
-             f"{settings['restarts']} seed(s). Zero-shot: token accuracy of one forward pass from the start alone; "
-             "the default's is its kept state after the same wall time as the encoder's prediction. Steps and seconds to 100 %: "
-             "median [min-max of the solved]; '>' a lower bound (half or more unsolved).", "",
-             "| N | start | encoder trained (s) | zero-shot accuracy | default after the same time | solved | steps to 100 % | "
-             "seconds to 100 % | fewer steps than default |", "|---|---|---|---|---|---|---|---|---|"]
+             (f"Recipe {settings['recipe']['name']} v{settings['recipe']['version']}, {settings['recipe']['max_steps']} steps x "
+              f"{settings['restarts']} seed(s). " if warm else "Zero-shot only (0 steps: no optimiser ran). ")
+             + "Zero-shot: token accuracy of one forward pass from the start alone"
+             + ("; the default's is its kept state after the same wall time as the encoder's prediction. Steps and seconds to "
+                "100 %: median [min-max of the solved]; '>' a lower bound (half or more unsolved)." if warm else "."), "",
+             "| N | start | encoder trained (s) | zero-shot accuracy |" + (" default after the same time | solved | steps to 100 % | "
+                                                                          "seconds to 100 % | fewer steps than default |" if warm else ""),
+             "|---|---|---|---|" + ("---|" * 5 if warm else "")]
     for r in rows:
         trained = "-" if r["encoder_seconds"] is None else f"{r['encoder_seconds']:.0f}"
         same_time = f"{r['default_same_time']:.3f}" if "default_same_time" in r else "-"
-        lines.append(f"| {r['n_tokens']} | {r['method']} | {trained} | {r['zero_shot']:.3f} | {same_time} | "
-                     f"{r['solved']}/{r['texts']} | {r['steps']} | {r['seconds']} | {r.get('fewer_steps', '-')} |")
+        lines.append(f"| {r['n_tokens']} | {r['method']} | {trained} | {r['zero_shot']:.3f} |" + (
+            f" {same_time} | {r['solved']}/{r['texts']} | {r['steps']} | {r['seconds']} | {r.get('fewer_steps', '-')} |" if warm else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -166,7 +170,9 @@ def plot(rows: list[dict], path: Path) -> Path:
         axes[1].plot([r["n_tokens"] for r in solved], [r["median_steps"][0] for r in solved], "o-", color=line.get_color(), label=label)
         axes[1].plot([r["n_tokens"] for r in bounds], [r["median_steps"][0] for r in bounds], "^", mfc="none", color=line.get_color())
     axes[0].set(xlabel="N (tokens)", ylabel="zero-shot token accuracy", ylim=(0, 1.02), title="one pass from the start alone")
-    axes[1].set(xlabel="N (tokens)", ylabel="median steps to 100 %", yscale="log", title="warm start (open triangle: a lower bound)")
+    warm = any(r["median_steps"][0] > 0 for r in rows)
+    axes[1].set(xlabel="N (tokens)", ylabel="median steps to 100 %", yscale="log" if warm else "linear",
+                title="warm start (open triangle: a lower bound)" if warm else "warm start: not run (0 steps)")
     for variant in dict.fromkeys(r["predict"] for r in rows if r["predict"]):
         for n in lengths:  # the snapshots of one variant make its curve
             mine = sorted((r for r in rows if r["n_tokens"] == n and r["predict"] == variant), key=lambda r: r["encoder_seconds"])
