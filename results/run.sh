@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every committed result under results/, in the order it was run. Each command resumes where
 # it stopped (rerun the script after an interruption), so it is safe to run again.
-# Usage: results/run.sh [capacity|studies]   (default: both). Run from the repository root.
+# Usage: results/run.sh [capacity|studies|encoder]   (default: all). Run from the repository root.
 set -euo pipefail
 pt=.venv/bin/prototokens
 what=${1:-all}
@@ -32,4 +32,12 @@ if [[ $what == all || $what == capacity ]]; then
   $pt capacity --source random --shared-m --seeds 3 "${common[@]}" -o results/capacity/random-shared
   $pt capacity --source generated --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/generated-cramming
   $pt report results/capacity
+fi
+
+if [[ $what == all || $what == encoder ]]; then
+  # results/encoder: a short CPU run of the learned encoder, zero-shot only (results/encoder/README.md)
+  mkdir -p runs
+  $pt encoder train --source books --tokens 16,32 --batch-size 8 --steps 200 --checkpoint-every 50 --passages 1000 -o runs/enc
+  $pt encoder train --source books --tokens 16,32 --batch-size 8 --steps 100 --checkpoint-every 50 --passages 1000 --predict none -o runs/enc-floor
+  .venv/bin/python bench/encoder.py runs/enc runs/enc-floor runs/enc/snapshots/step-*.safetensors --lengths 16,32 --texts 10 --steps 0 --out runs/enc-zero
 fi
