@@ -28,19 +28,7 @@ import torch
 import prototokens as pt
 from latency import texts_for
 from prototokens.optimize import evaluate
-
-
-def value(key: str, text: str):
-    if key in ("betas", "check_dtypes"):
-        return tuple(float(x) if key == "betas" else x for x in text.split(",") if x)
-    if text == "none":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+from variants import value
 
 
 def main():

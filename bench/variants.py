@@ -26,8 +26,9 @@ AUSTEN = "It is a truth universally acknowledged, that a single man in possessio
 
 
 def value(key: str, text: str):
-    if key == "betas":
-        return tuple(float(x) for x in text.split(","))
+    """A recipe field's value from KEY=VALUE text: tuples for betas and check_dtypes, None, numbers, else the text."""
+    if key in ("betas", "check_dtypes"):
+        return tuple(float(x) if key == "betas" else x for x in text.split(",") if x)
     if text == "none":
         return None
     for kind in (int, float):
