@@ -39,7 +39,7 @@ from .model import FrozenLM
 from .optimize import evaluate
 from .proto import check_model, read_safetensors, save_atomic
 from .recipe import DEFAULT_RECIPE, get_recipe
-from .studies.common import SOURCE_HELP, option
+from .studies.common import SOURCE_HELP, check_positive, option
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,7 @@ class Config:
             raise PrototokensError(f"unknown predict {self.predict!r}; choose one of: {', '.join(PREDICT)}")
         if not self.tokens or any(not isinstance(n, int) or n < 1 for n in self.tokens):
             raise PrototokensError(f"tokens must be whole numbers >= 1, got {self.tokens!r}")
-        for name in ("held_out", "passages", "val_passages", "steps", "batch_size", "checkpoint_every", "width", "heads"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise PrototokensError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        check_positive(self)
         if self.batch_size > self.passages:
             raise PrototokensError(f"batch_size ({self.batch_size}) must not exceed passages ({self.passages})")
         if not (self.lr > 0 and self.warmup >= 0 and self.layers >= 0 and self.layer >= -1):

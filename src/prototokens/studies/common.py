@@ -41,6 +41,14 @@ def option(default=MISSING, help: str = "", **cli):
     return field(default=default, metadata={"help": help, **cli})
 
 
+def check_positive(config) -> None:
+    """Refuse a field marked ``positive`` that is not a whole number >= 1 (None only where it is the default)."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("positive") and (not isinstance(value, int) or value < 1) and not (value is None is f.default):
+            raise PrototokensError(f"{f.name} must be a whole number >= 1, got {value!r}")
+
+
 @dataclass(kw_only=True)
 class StudyConfig:
     """Settings every study takes; the command line fills them from its model and recipe options."""
@@ -52,10 +60,7 @@ class StudyConfig:
 
     def __post_init__(self):
         self.recipe = self.arrangement.recipe(self.recipe).with_overrides(**self.overrides)
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("positive") and (not isinstance(value, int) or value < 1) and not (value is None is f.default):
-                raise PrototokensError(f"{f.name} must be a whole number >= 1, got {value!r}")
+        check_positive(self)
 
     @property
     def arrangement(self) -> Arrangement:
