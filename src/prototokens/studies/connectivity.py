@@ -6,9 +6,15 @@ line between them accuracy usually collapses; along a quadratic Bezier curve
 step (as in the paper), it may stay high. A point is the pair (e, m); distances are taken in
 the concatenated (e, m) space.
 
+The control points train until the worst point on every curve reaches ``goal`` or more training
+stops helping (the mean worst point gains under 0.01 over ``patience`` checks), at most
+``control_steps`` steps; each check is recorded, so the record says which of the two ended it.
+
 Files in the study folder: ``start``, ``end`` and ``control.proto.safetensors`` (ordinary
 proto-token files, so any point of any curve can be rebuilt and decoded independently) and
-``records.jsonl``, one line per text with accuracy along both paths and the path-length ratio.
+``records.jsonl``, one line per text with accuracy along both paths, the path-length ratio and
+the worst point on the curve at each check. The control file is rewritten at every check and
+training resumes from it (with fresh Adam moments).
 """
 
 from __future__ import annotations
@@ -36,8 +42,12 @@ END_SEED = 1000  # the second endpoint's seeds start here, far from the first's
 class Config(SampledConfig):
     texts: int = option(3, "how many texts", positive=True)
     length: int = option(16, "tokens per text", positive=True)
-    control_steps: int = option(1000, "steps training the Bezier control points", positive=True)
+    control_steps: int = option(1000, "most steps training the Bezier control points", positive=True)
     control_lr: float = option(1e-2, "learning rate of the control points (Adam)", cli=False)
+    check_every: int = option(250, "control steps between checks of the curve's worst point", positive=True)
+    goal: float = option(0.9, "training stops when the worst point of every curve reaches this accuracy", cli=False)
+    patience: int = option(2, "... or when the mean worst point gains under 0.01 over this many checks",
+                           positive=True, cli=False)
     points: int = option(21, "points evaluated along each path", positive=True)
 
 
@@ -72,26 +82,20 @@ def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
     texts = sample(lm, config, config.texts, config.length)
     targets, text_ids = [t.target_ids for t in texts], [t.id for t in texts]
     folder, recipe, layout, lay = Path(folder), config.recipe, config.layout, get_layout(config.layout)
-    steps, lr, points, progress = config.control_steps, config.control_lr, config.points, config.progress
+    points = config.points
     run_folder = RunFolder(folder, {"study": "connectivity", "model": lm.name, "fingerprint": lm.fingerprint,
                                     "source": config.source, "texts": text_ids, "layout": layout,
-                                    "recipe": recipe.to_dict(), "control_steps": steps, "control_lr": lr,
-                                    "points": points})
+                                    "recipe": recipe.to_dict(), "points": points,
+                                    **{k: getattr(config, k) for k in ("control_steps", "control_lr", "check_every",
+                                                                       "goal", "patience")}})
     keys = [key_of(t) for t in text_ids]
     if all(k in run_folder.done for k in keys):
         return run_folder
-    ends = [encode_ids(lm, targets, layout=layout, recipe=recipe, seed=seed, progress=progress,
+    ends = [encode_ids(lm, targets, layout=layout, recipe=recipe, seed=seed, progress=config.progress,
                        checkpoint=folder / f"{name}.proto.safetensors")
             for name, seed in (("start", 0), ("end", END_SEED))]
     p1, p2 = (_point(p) for p in ends)
-    control_file = folder / "control.proto.safetensors"
-    if control_file.exists():
-        c = _point(load(control_file, lm))
-    else:
-        c = _train_control(lm, lay, p1, p2, targets, steps, lr, progress)
-        ProtoTokens(e=c[:, 0], m=c[:, 1], layout=layout, shared=None, model=ends[0].model,
-                    recipe={"control_steps": steps, "control_lr": lr}, texts=ends[0].texts,
-                    extra={"role": "Bezier control points between start and end"}).save(control_file)
+    c, history = _train_control(lm, lay, ends, p1, p2, targets, config, folder / "control.proto.safetensors")
     ts = torch.linspace(0, 1, points)
     line = [accuracy_at(lm, lay, (1 - t) * p1 + t * p2, targets) for t in ts]
     curve = [accuracy_at(lm, lay, bezier(p1, c, p2, float(t)), targets) for t in ts]
@@ -101,33 +105,85 @@ def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
             run_folder.append({"key": key, "text": text, "t": ts.tolist(), "line": [a[i] for a in line],
                                "curve": [a[i] for a in curve], "length_ratio": float(ratio[i]),
                                "distance": float((p2[i] - p1[i]).norm()),
-                               "start_accuracy": ends[0].texts[i].accuracy, "end_accuracy": ends[1].texts[i].accuracy})
+                               "start_accuracy": ends[0].texts[i].accuracy, "end_accuracy": ends[1].texts[i].accuracy,
+                               "control_checks": [{"step": h["step"], "worst": h["worst"][i]} for h in history]})
     return run_folder
 
 
-def _train_control(lm, layout, p1, p2, targets, steps, lr, progress) -> torch.Tensor:
-    """Adam on c from the midpoint: each step, each text at its own t ~ U[0, 1]."""
+def worst_on_curve(lm, layout, p1, c, p2, targets, points: int) -> list[float]:
+    """Each text's lowest accuracy over ``points`` evenly spaced points of its curve."""
+    curve = [accuracy_at(lm, layout, bezier(p1, c, p2, float(t)), targets) for t in torch.linspace(0, 1, points)]
+    return [min(a[i] for a in curve) for i in range(len(targets))]
+
+
+def _train_control(lm, layout, ends, p1, p2, targets, config: Config, path: Path) -> tuple[torch.Tensor, list[dict]]:
+    """Adam on c from the midpoint, each step each text at its own t ~ U[0, 1], checked every
+    ``check_every`` steps until the goal, the patience or the step budget ends it; resumes from ``path``."""
+    if path.exists():
+        saved = load(path, lm)
+        c, history = _point(saved), saved.extra["checks"]
+        if saved.extra["finished"]:
+            return c, history
+    else:
+        c, history = (p1 + p2) / 2, [{"step": 0, "worst": worst_on_curve(lm, layout, p1, (p1 + p2) / 2, p2, targets,
+                                                                          config.points)}]
     p1, p2 = p1.to(lm.device), p2.to(lm.device)
-    c = ((p1 + p2) / 2).clone().requires_grad_()
-    adam = torch.optim.Adam([c], lr=lr)
-    g = torch.Generator().manual_seed(0)
-    for _ in tqdm(range(steps), disable=not progress, desc="control points", leave=False):
-        t = torch.rand(len(targets), generator=g).to(lm.device)
-        point = bezier(p1, c, p2, t)
-        objective = evaluate(lm, layout, {"e": point[:, 0], "m": point[:, 1]}, targets).objective
-        adam.zero_grad()
-        objective.sum().backward()
-        adam.step()
-    return c.detach().cpu()
+    c = c.to(lm.device).clone().requires_grad_()
+    adam = torch.optim.Adam([c], lr=config.control_lr)
+    g = torch.Generator().manual_seed(history[-1]["step"])
+    bar = tqdm(total=config.control_steps, initial=history[-1]["step"], disable=not config.progress,
+               desc="control points", leave=False)
+    while not _finished(history, config):
+        for _ in range(min(config.check_every, config.control_steps - history[-1]["step"])):
+            t = torch.rand(len(targets), generator=g).to(lm.device)
+            point = bezier(p1, c, p2, t)
+            objective = evaluate(lm, layout, {"e": point[:, 0], "m": point[:, 1]}, targets).objective
+            adam.zero_grad()
+            objective.sum().backward()
+            adam.step()
+            bar.update()
+        step = history[-1]["step"] + min(config.check_every, config.control_steps - history[-1]["step"])
+        history.append({"step": step, "worst": worst_on_curve(lm, layout, p1, c.detach(), p2, targets, config.points)})
+        bar.set_postfix(worst=f"{min(history[-1]['worst']):.2f}")
+        ProtoTokens(e=c.detach()[:, 0].cpu(), m=c.detach()[:, 1].cpu(), layout=config.layout, shared=None,
+                    model=ends[0].model, recipe={"control_lr": config.control_lr}, texts=ends[0].texts,
+                    extra={"role": "Bezier control points between start and end", "checks": history,
+                           "finished": _finished(history, config)}).save(path)
+    bar.close()
+    return c.detach().cpu(), history
+
+
+def _finished(history: list[dict], config: Config) -> bool:
+    """The goal is met, the step budget spent, or the last ``patience`` checks gained under 0.01."""
+    mean = [sum(h["worst"]) / len(h["worst"]) for h in history]
+    return (min(history[-1]["worst"]) >= config.goal or history[-1]["step"] >= config.control_steps
+            or (len(mean) > config.patience and mean[-1] - mean[-1 - config.patience] < 0.01))
 
 
 def table(records: list[dict]) -> str:
-    """Markdown: per text, endpoints' accuracy, the worst point on each path, and the length ratio."""
-    lines = ["| text | endpoints | worst on line | worst on curve | curve / line length |", "|---|---|---|---|---|"]
+    """Markdown: per text, endpoints' accuracy, the worst point on each path, the length ratio,
+    and the worst point on the curve at each check of the control's training."""
+    lines = ["| text | endpoints | worst on line | worst on curve | curve / line length | worst on curve by step |",
+             "|---|---|---|---|---|---|"]
     for r in records:
+        checks = ", ".join(f"{c['step']}: {c['worst']:.2f}" for c in r["control_checks"])
         lines.append(f"| {r['text']} | {r['start_accuracy']:.2f}, {r['end_accuracy']:.2f} | {min(r['line']):.2f} | "
-                     f"{min(r['curve']):.2f} | {r['length_ratio']:.2f} |")
+                     f"{min(r['curve']):.2f} | {r['length_ratio']:.2f} | {checks} |")
     return "\n".join(lines) + "\n"
+
+
+def verdict(records: list[dict], settings: dict) -> str:
+    """What ended the control's training, and whether the curves support "connected"."""
+    goal, steps = settings["goal"], records[0]["control_checks"][-1]["step"]
+    worst = [min(r["curve"]) for r in records]
+    reached = sum(w >= goal for w in worst)
+    ended = ("every curve reached the goal" if reached == len(records) else
+             "the step budget ran out" if steps >= settings["control_steps"] else
+             f"the mean worst point gained under 0.01 over the last {settings['patience']} checks")
+    support = ("support" if reached == len(records) and len(records) >= 3 else "do not support")
+    return (f"Control points trained {steps} steps; training ended because {ended}. "
+            f"{reached} of {len(records)} curves have a worst point at or above {goal:.2f}: these results "
+            f"{support} \"connected\" (it needs at least 3 texts, all at or above {goal:.2f}).\n")
 
 
 def plot(records: list[dict], settings: dict, path: Path) -> Path:
@@ -146,7 +202,8 @@ def plot(records: list[dict], settings: dict, path: Path) -> Path:
     ratio = torch.tensor([r["length_ratio"] for r in records])
     ax.set(xlabel="t (0: solution from seed A, 1: from seed B)", ylabel="token accuracy", ylim=(0, 1.02),
            title=f"Between two solutions of the same text — {settings['model']}\n{len(records)} texts, "
-                 f"curve/line length {float(ratio.mean()):.2f}, control trained {settings['control_steps']} steps")
+                 f"curve/line length {float(ratio.mean()):.2f}, control trained "
+                 f"{records[0]['control_checks'][-1]['step']} steps")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -161,5 +218,6 @@ def report(folder) -> list[Path]:
     records = read_records(folder / "records.jsonl")
     path = plot(records, settings, folder / "connectivity.png")
     body = (f"# Connectivity (Fig. 7)\n\n{settings['model']}, {len(settings['texts'])} texts from {settings['source']}, "
-            f"N={read_config(folder)['config']['length']}.\n\n" + table(records) + f"\n![connectivity]({path.name})\n")
+            f"N={read_config(folder)['config']['length']}.\n\n" + table(records) + "\n" + verdict(records, settings)
+            + f"\n![connectivity]({path.name})\n")
     return [write_markdown(folder, NAME, body), path]
