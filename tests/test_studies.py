@@ -64,9 +64,13 @@ def test_sharing_groups_share_one_vector_and_aggregate_as_table_2(tiny, tmp_path
 
 
 def test_connectivity_curves_are_rebuilt_and_checked_independently_from_the_files(tiny, tmp_path, source):
-    config = connectivity.Config(source=source, texts=2, length=4, recipe=RECIPE, control_steps=30, points=3,
-                                 progress=False)
+    config = connectivity.Config(source=source, texts=2, length=4, recipe=RECIPE, control_steps=30, check_every=10,
+                                 points=3, progress=False)
     run = connectivity.run(tiny, config, tmp_path)
+    checks = run.records[0]["control_checks"]
+    assert [c["step"] for c in checks] == list(range(0, 10 * len(checks), 10)) and checks[-1]["step"] <= 30
+    assert all(r["control_checks"][-1]["worst"] == min(r["curve"]) for r in run.records)
+    assert load(tmp_path / "control.proto.safetensors").extra["finished"]
     start, end, control = (load(tmp_path / f"{n}.proto.safetensors", tiny) for n in ("start", "end", "control"))
     targets = [t.target_ids for t in start.texts]
     for i, r in enumerate(run.records):
@@ -82,6 +86,19 @@ def test_connectivity_curves_are_rebuilt_and_checked_independently_from_the_file
     assert connectivity.plot(run.records, run.settings, tmp_path / "c.png").stat().st_size > 0
     md, png = connectivity.report(tmp_path)
     assert "2 texts from" in md.read_text() and "N=4." in md.read_text() and png.stat().st_size > 0
+    assert "training ended because" in md.read_text()
+
+
+@pytest.mark.parametrize("worst, finished", [
+    ([[0.2, 0.3], [0.5, 0.6], [0.9, 0.95]], True),  # every curve at the goal
+    ([[0.2, 0.3], [0.5, 0.6], [0.6, 0.7]], False),  # still gaining
+    ([[0.2, 0.3], [0.5, 0.6], [0.5, 0.6], [0.505, 0.6]], True),  # under 0.01 over the last 2 checks
+])
+def test_control_training_stops_at_the_goal_or_when_it_stops_helping(worst, finished):
+    config = connectivity.Config(control_steps=1000, check_every=100, goal=0.9, patience=2)
+    history = [{"step": 100 * i, "worst": w} for i, w in enumerate(worst)]
+    assert connectivity._finished(history, config) == finished
+    assert connectivity._finished(history + [{"step": 1000, "worst": [0.0, 0.0]}], config)  # the budget is spent
 
 
 def test_probe_compares_generation_with_its_own_text_and_another(tiny, tmp_path):
@@ -116,6 +133,24 @@ def test_locality_pairs_solutions_by_text_and_context(tiny, tmp_path):
     assert [p.name for p in locality.plot(result, tmp_path / "study")][0] == "locality_distances.png"
     assert locality.run(tiny, config, tmp_path / "study")["distances"] == result["distances"]  # resumed, not redone
     assert "encodings solved and counted" in locality.report(tmp_path / "study")[0].read_text()
+    assert set(result["tests"]["em"]) == {"text", "context"}
+
+
+def test_locality_ordering_tests_detect_the_ordering_and_its_reverse():
+    g = torch.Generator().manual_seed(0)
+    labels = [(c, k, s) for c in range(4) for k in range(3) for s in range(3 if k == 0 else 1)]
+    contexts, texts = torch.tensor([c for c, _, _ in labels]), torch.tensor([c * 10 + k for c, k, _ in labels])
+    # context centres far apart, texts nearer, seeds of one text nearest
+    x = (torch.randn(4, 8, generator=g)[contexts] * 10 + torch.randn(40, 8, generator=g)[texts] * 3
+         + torch.randn(len(labels), 8, generator=g) * 0.3)
+    distances = torch.cdist(x, x)
+    ordered = locality.ordering_tests(distances, contexts, texts, permutations=2000)
+    assert ordered["text"]["gap"] > 0 and ordered["text"]["p"] < 0.01
+    assert ordered["context"]["gap"] > 0 and ordered["context"]["p"] < 0.01
+    reversed_ = locality.ordering_tests(-distances, contexts, texts, permutations=2000)
+    assert reversed_["text"]["p"] > 0.9 and reversed_["context"]["p"] > 0.9
+    one_seed = [i for i, (_, _, s) in enumerate(labels) if s == 0]
+    assert locality.ordering_tests(distances[one_seed][:, one_seed], contexts[one_seed], texts[one_seed])["text"] is None
 
 
 def test_geometry_finds_the_token_a_vector_was_made_from(tiny):

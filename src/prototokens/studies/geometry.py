@@ -121,11 +121,13 @@ def markdown(s: dict) -> str:
 
 
 def pca(points: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each group's rows projected on the first two principal components of all rows."""
-    x = torch.cat(list(points.values())).float()
+    """Each group's rows projected on the first two principal components of all rows (exact SVD,
+    each component signed so that its largest loading is positive: the same on every run)."""
+    x = torch.cat(list(points.values())).double()
     x = x - x.mean(0)
-    _, _, v = torch.pca_lowrank(x, q=2, center=False)
-    xy = x @ v[:, :2]
+    v = torch.linalg.svd(x, full_matrices=False).Vh[:2].T
+    v = v * v.gather(0, v.abs().argmax(0, keepdim=True)).sign()
+    xy = (x @ v).float()
     return dict(zip(points, xy.split([len(rows) for rows in points.values()])))
 
 
