@@ -72,11 +72,13 @@ def test_save_load_round_trip_and_another_model_refused(tiny, trained, other_tin
         enc.predict(tiny, [tiny.tokenize(CORPUS[0])[:9]])
 
 
-@pytest.mark.parametrize("predict, varies", [("e", {"e"}), ("none", set())])
+@pytest.mark.parametrize("predict, varies", [("e", {"e"}), ("m", {"m"}), ("none", set())])
 def test_the_variants_learn_once_what_they_do_not_predict(tiny, source, tmp_path, predict, varies):
     enc = encoder.train(tiny, encoder.Config(source=source, steps=2, predict=predict, **SMALL), tmp_path, progress=False)
     guess = enc.predict(tiny, [tiny.tokenize(CORPUS[1])[:8], tiny.tokenize(CORPUS[2])[:8]])
     assert {name for name, v in guess.items() if not torch.equal(v[0], v[1])} == varies
+    # "m" keeps e where the default recipe starts it; the others learn their start
+    assert torch.equal(guess["e"][0], tiny.start_embedding()) == (predict == "m")
 
 
 def test_warm_start_from_the_encoder_reaches_100_percent(tiny, trained):

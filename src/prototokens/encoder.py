@@ -5,8 +5,10 @@ projection of one hidden layer, ``layers`` transformer layers, then attention po
 learned query per predicted vector) adds a correction to a learned start vector. It is trained
 end to end on the one-pass reconstruction loss through the same frozen LM, so no precomputed
 solutions are needed (they are not unique: two seeds give near-orthogonal m). ``predict`` picks
-the variant: ``em`` predicts e and m; ``e`` learns one m per model and predicts e; ``none``
-learns one (e, m) for all texts, the best text-independent start (the floor to beat).
+the variant: ``em`` predicts e and m; ``e`` learns one m per model and predicts e; ``m`` keeps
+e at the document-start token (where the default recipe starts it, an attention sink) and
+predicts m; ``none`` learns one (e, m) for all texts, the best text-independent start (the floor
+to beat).
 
 Training passages come from a source's texts split by text (books: by book; one work in two
 collections stays on one side), so that held-out passages come from texts the encoder never
@@ -44,7 +46,8 @@ from .studies.common import SOURCE_HELP, check_positive, option
 log = logging.getLogger(__name__)
 
 FORMAT, FORMAT_VERSION = "prototokens-encoder", 1
-PREDICT = {"em": ("e", "m"), "e": ("e",), "none": ()}  # variant -> the vectors read from the text
+PREDICT = {"em": ("e", "m"), "e": ("e",), "m": ("m",), "none": ()}  # variant -> the vectors read from the text
+FIXED = {"m": ("e",)}  # variant -> start vectors it keeps where the default recipe starts them
 
 
 @dataclass(kw_only=True)
@@ -62,7 +65,8 @@ class Config:
     warmup: int = option(50, "steps of linear learning-rate warmup")
     checkpoint_every: int = option(100, "steps between checkpoints (each also kept as a snapshot)", positive=True)
     seed: int = option(0, "seed of the split, the passages, the batches and the initial weights")
-    predict: str = option("em", "em: e and m from the text; e: m learned once per model, e from the text; none: one (e, m) for all texts")
+    predict: str = option("em", "em: e and m from the text; e: m learned once per model, e from the text; "
+                                "m: e at the document-start token, m from the text; none: one (e, m) for all texts")
     layer: int = option(-1, "hidden layer the head reads (0: the input embeddings; -1: the middle layer)")
     width: int = option(256, "width of the head", positive=True)
     heads: int = option(4, "attention heads of the head", positive=True)
@@ -88,7 +92,9 @@ class Encoder(nn.Module):
     def __init__(self, config: Config, meta: dict, start: dict[str, torch.Tensor]):
         super().__init__()
         self.config, self.meta = config, meta  # meta: model, layout, scale, read layer, training
-        self.start = nn.ParameterDict({name: nn.Parameter(v.clone()) for name, v in start.items()})
+        fixed = FIXED.get(config.predict, ())
+        self.start = nn.ParameterDict({name: nn.Parameter(v.clone(), requires_grad=name not in fixed)
+                                       for name, v in start.items()})
         predicted, d, w = PREDICT[config.predict], meta["model"]["d_model"], config.width
         if predicted:
             self.read = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, w))
