@@ -69,7 +69,8 @@ def test_connectivity_curves_are_rebuilt_and_checked_independently_from_the_file
     run = connectivity.run(tiny, config, tmp_path)
     checks = run.records[0]["control_checks"]
     assert [c["step"] for c in checks] == list(range(0, 10 * len(checks), 10)) and checks[-1]["step"] <= 30
-    assert all(r["control_checks"][-1]["worst"] == min(r["curve"]) for r in run.records)
+    kept = [c["step"] for c in checks].index(run.records[0]["control_kept"])
+    assert all(r["control_checks"][kept]["worst"] == min(r["curve"]) for r in run.records)
     assert load(tmp_path / "control.proto.safetensors").extra["finished"]
     start, end, control = (load(tmp_path / f"{n}.proto.safetensors", tiny) for n in ("start", "end", "control"))
     targets = [t.target_ids for t in start.texts]
@@ -91,8 +92,10 @@ def test_connectivity_curves_are_rebuilt_and_checked_independently_from_the_file
 
 @pytest.mark.parametrize("worst, finished", [
     ([[0.2, 0.3], [0.5, 0.6], [0.9, 0.95]], True),  # every curve at the goal
+    ([[0.2, 0.3], [0.9, 0.95], [0.85, 0.9]], True),  # ... at the kept check, the best one
     ([[0.2, 0.3], [0.5, 0.6], [0.6, 0.7]], False),  # still gaining
-    ([[0.2, 0.3], [0.5, 0.6], [0.5, 0.6], [0.505, 0.6]], True),  # under 0.01 over the last 2 checks
+    ([[0.2, 0.3], [0.5, 0.6], [0.3, 0.4], [0.55, 0.65]], False),  # a dip, then a new best
+    ([[0.2, 0.3], [0.5, 0.6], [0.5, 0.6], [0.505, 0.6]], True),  # 2 checks without a gain of 0.01
 ])
 def test_control_training_stops_at_the_goal_or_when_it_stops_helping(worst, finished):
     config = connectivity.Config(control_steps=1000, check_every=100, goal=0.9, patience=2)

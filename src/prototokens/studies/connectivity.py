@@ -7,8 +7,9 @@ step (as in the paper), it may stay high. A point is the pair (e, m); distances 
 the concatenated (e, m) space.
 
 The control points train until the worst point on every curve reaches ``goal`` or more training
-stops helping (the mean worst point gains under 0.01 over ``patience`` checks), at most
-``control_steps`` steps; each check is recorded, so the record says which of the two ended it.
+stops helping (``patience`` checks in a row do not raise the best mean worst point by 0.01), at
+most ``control_steps`` steps; the control of the best check is kept, and every check is
+recorded, so the record says what ended the training.
 
 Files in the study folder: ``start``, ``end`` and ``control.proto.safetensors`` (ordinary
 proto-token files, so any point of any curve can be rebuilt and decoded independently) and
@@ -46,7 +47,7 @@ class Config(SampledConfig):
     control_lr: float = option(1e-2, "learning rate of the control points (Adam)", cli=False)
     check_every: int = option(250, "control steps between checks of the curve's worst point", positive=True)
     goal: float = option(0.9, "training stops when the worst point of every curve reaches this accuracy", cli=False)
-    patience: int = option(2, "... or when the mean worst point gains under 0.01 over this many checks",
+    patience: int = option(4, "... or when this many checks in a row do not beat the best mean worst point by 0.01",
                            positive=True, cli=False)
     points: int = option(21, "points evaluated along each path", positive=True)
 
@@ -106,7 +107,8 @@ def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
                                "curve": [a[i] for a in curve], "length_ratio": float(ratio[i]),
                                "distance": float((p2[i] - p1[i]).norm()),
                                "start_accuracy": ends[0].texts[i].accuracy, "end_accuracy": ends[1].texts[i].accuracy,
-                               "control_checks": [{"step": h["step"], "worst": h["worst"][i]} for h in history]})
+                               "control_checks": [{"step": h["step"], "worst": h["worst"][i]} for h in history],
+                               "control_kept": history[_kept(history)]["step"]})
     return run_folder
 
 
@@ -118,23 +120,26 @@ def worst_on_curve(lm, layout, p1, c, p2, targets, points: int) -> list[float]:
 
 def _train_control(lm, layout, ends, p1, p2, targets, config: Config, path: Path) -> tuple[torch.Tensor, list[dict]]:
     """Adam on c from the midpoint, each step each text at its own t ~ U[0, 1], checked every
-    ``check_every`` steps until the goal, the patience or the step budget ends it; resumes from ``path``."""
+    ``check_every`` steps until the goal, the patience or the step budget ends it. Returns the
+    control kept (the check with the highest mean worst point) and every check; resumes from
+    ``path``, which holds the kept control (with fresh Adam moments)."""
     if path.exists():
         saved = load(path, lm)
-        c, history = _point(saved), saved.extra["checks"]
+        kept, history = _point(saved), saved.extra["checks"]
         if saved.extra["finished"]:
-            return c, history
+            return kept, history
     else:
-        c, history = (p1 + p2) / 2, [{"step": 0, "worst": worst_on_curve(lm, layout, p1, (p1 + p2) / 2, p2, targets,
-                                                                          config.points)}]
+        kept = (p1 + p2) / 2
+        history = [{"step": 0, "worst": worst_on_curve(lm, layout, p1, kept, p2, targets, config.points)}]
     p1, p2 = p1.to(lm.device), p2.to(lm.device)
-    c = c.to(lm.device).clone().requires_grad_()
+    c = kept.to(lm.device).clone().requires_grad_()
     adam = torch.optim.Adam([c], lr=config.control_lr)
     g = torch.Generator().manual_seed(history[-1]["step"])
     bar = tqdm(total=config.control_steps, initial=history[-1]["step"], disable=not config.progress,
                desc="control points", leave=False)
     while not _finished(history, config):
-        for _ in range(min(config.check_every, config.control_steps - history[-1]["step"])):
+        steps = min(config.check_every, config.control_steps - history[-1]["step"])
+        for _ in range(steps):
             t = torch.rand(len(targets), generator=g).to(lm.device)
             point = bezier(p1, c, p2, t)
             objective = evaluate(lm, layout, {"e": point[:, 0], "m": point[:, 1]}, targets).objective
@@ -142,22 +147,35 @@ def _train_control(lm, layout, ends, p1, p2, targets, config: Config, path: Path
             objective.sum().backward()
             adam.step()
             bar.update()
-        step = history[-1]["step"] + min(config.check_every, config.control_steps - history[-1]["step"])
-        history.append({"step": step, "worst": worst_on_curve(lm, layout, p1, c.detach(), p2, targets, config.points)})
+        history.append({"step": history[-1]["step"] + steps,
+                        "worst": worst_on_curve(lm, layout, p1, c.detach(), p2, targets, config.points)})
+        if _kept(history) == len(history) - 1:
+            kept = c.detach().cpu().clone()
         bar.set_postfix(worst=f"{min(history[-1]['worst']):.2f}")
-        ProtoTokens(e=c.detach()[:, 0].cpu(), m=c.detach()[:, 1].cpu(), layout=config.layout, shared=None,
-                    model=ends[0].model, recipe={"control_lr": config.control_lr}, texts=ends[0].texts,
+        ProtoTokens(e=kept[:, 0], m=kept[:, 1], layout=config.layout, shared=None, model=ends[0].model,
+                    recipe={"control_lr": config.control_lr}, texts=ends[0].texts,
                     extra={"role": "Bezier control points between start and end", "checks": history,
-                           "finished": _finished(history, config)}).save(path)
+                           "kept": history[_kept(history)]["step"], "finished": _finished(history, config)}).save(path)
     bar.close()
-    return c.detach().cpu(), history
+    return kept, history
+
+
+def _mean_worst(check: dict) -> float:
+    return sum(check["worst"]) / len(check["worst"])
+
+
+def _kept(history: list[dict]) -> int:
+    """The check whose control is kept: the first with the highest mean worst point."""
+    means = [_mean_worst(h) for h in history]
+    return means.index(max(means))
 
 
 def _finished(history: list[dict], config: Config) -> bool:
-    """The goal is met, the step budget spent, or the last ``patience`` checks gained under 0.01."""
-    mean = [sum(h["worst"]) / len(h["worst"]) for h in history]
-    return (min(history[-1]["worst"]) >= config.goal or history[-1]["step"] >= config.control_steps
-            or (len(mean) > config.patience and mean[-1] - mean[-1 - config.patience] < 0.01))
+    """Every curve of the kept control reaches the goal, the step budget is spent, or none of
+    the last ``patience`` checks beat the best before them by 0.01."""
+    means, patience = [_mean_worst(h) for h in history], config.patience
+    return (min(history[_kept(history)]["worst"]) >= config.goal or history[-1]["step"] >= config.control_steps
+            or (len(means) > patience and max(means[-patience:]) < max(means[:-patience]) + 0.01))
 
 
 def table(records: list[dict]) -> str:
@@ -179,9 +197,10 @@ def verdict(records: list[dict], settings: dict) -> str:
     reached = sum(w >= goal for w in worst)
     ended = ("every curve reached the goal" if reached == len(records) else
              "the step budget ran out" if steps >= settings["control_steps"] else
-             f"the mean worst point gained under 0.01 over the last {settings['patience']} checks")
+             f"{settings['patience']} checks in a row did not raise the best mean worst point by 0.01")
     support = ("support" if reached == len(records) and len(records) >= 3 else "do not support")
-    return (f"Control points trained {steps} steps; training ended because {ended}. "
+    return (f"Control points trained {steps} steps, the control of step {records[0]['control_kept']} kept; "
+            f"training ended because {ended}. "
             f"{reached} of {len(records)} curves have a worst point at or above {goal:.2f}: these results "
             f"{support} \"connected\" (it needs at least 3 texts, all at or above {goal:.2f}).\n")
 
