@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Regenerate every committed report under results/ from the committed records, in a scratch
 # copy, and list any table or plot that differs from the committed one. Needs no model.
-# Exit status 1 when anything differs. Run from the repository root.
+# Exit status 1 when anything differs. Run from the repository root. What needs the model
+# (connectivity's curves decoded from the committed proto files, locality's statistics and
+# geometry recomputed from them) is checked by tests/test_results.py, in the slow tier.
 set -euo pipefail
 pt=(${PT:-$PWD/.venv/bin/prototokens})
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 cp -r results "$scratch/"
-# geometry's report needs its proto files (not committed) and a model: it is checked by rerunning the study
-folders=(results/capacity results/studies/{arrangements,sharing,connectivity,probe,locality})
+folders=(results/capacity results/studies/{arrangements,sharing,connectivity,probe,locality,geometry})
 for folder in "${folders[@]}"; do
   (cd "$scratch" && "${pt[@]}" report "$folder" >/dev/null)  # the same relative path the committed reports name
 done

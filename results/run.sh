@@ -7,14 +7,16 @@ pt=.venv/bin/prototokens
 what=${1:-all}
 
 if [[ $what == all || $what == studies ]]; then
-  # run with the settings of commit 32e9f20, when `fast` had lr 1e-2: a study folder refuses other settings, so to
-  # resume or rerun these exact records check that commit out (or add --lr 1e-2 in a new folder)
+  # arrangements and sharing ran with the settings of commit 32e9f20, when `fast` had lr 1e-2: a study folder
+  # refuses other settings, so to resume or rerun these exact records check that commit out (or add --lr 1e-2 in
+  # a new folder)
   $pt study arrangements -o results/studies/arrangements --texts 4 --max-length 16 -q
-  $pt study connectivity -o results/studies/connectivity --texts 3 --length 16 -q
-  $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 -q
-  $pt study probe results/studies/connectivity/start.proto.safetensors -o results/studies/probe
-  $pt study geometry results/studies/locality/context-*.proto.safetensors -o results/studies/geometry
   $pt study sharing      -o results/studies/sharing --texts 8 --length 16 --sizes 1,4 --vectors m,e --seeds 2 --steps 500 -q
+  # connectivity, probe, locality and geometry ran with `fast` v3 (their proto files are committed)
+  $pt study connectivity -o results/studies/connectivity --texts 3 --length 16 --control-steps 5000 -q
+  $pt study probe results/studies/connectivity/start.proto.safetensors -o results/studies/probe
+  $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 -q
+  $pt study geometry results/studies/locality/context-*.proto.safetensors -o results/studies/geometry
 fi
 
 if [[ $what == all || $what == capacity ]]; then
@@ -35,9 +37,12 @@ if [[ $what == all || $what == capacity ]]; then
 fi
 
 if [[ $what == all || $what == encoder ]]; then
-  # results/encoder: a short CPU run of the learned encoder, zero-shot only (results/encoder/README.md)
+  # results/encoder: short CPU runs of the learned encoder (results/encoder/README.md)
   mkdir -p runs
   $pt encoder train --source books --tokens 16,32 --batch-size 8 --steps 200 --checkpoint-every 50 --passages 1000 -o runs/enc
   $pt encoder train --source books --tokens 16,32 --batch-size 8 --steps 100 --checkpoint-every 50 --passages 1000 --predict none -o runs/enc-floor
   .venv/bin/python bench/encoder.py runs/enc runs/enc-floor runs/enc/snapshots/step-*.safetensors --lengths 16,32 --texts 10 --steps 0 --out runs/enc-zero
+  # warm start at N = 16: an encoder that keeps e at the document-start token against the others
+  $pt encoder train --source books --tokens 16,32 --batch-size 8 --steps 200 --checkpoint-every 50 --passages 1000 --predict m -o runs/enc-m
+  .venv/bin/python bench/encoder.py runs/enc-m runs/enc-floor runs/enc --lengths 16 --texts 5 --steps 300 --out runs/enc-m-warm16
 fi
