@@ -17,6 +17,8 @@ if [[ $what == all || $what == studies ]]; then
   $pt study probe results/studies/connectivity/start.proto.safetensors -o results/studies/probe
   $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 -q
   $pt study geometry results/studies/locality/context-*.proto.safetensors -o results/studies/geometry
+  # locality at the scale of issue 18 (>= 100 pairs of each kind at N = 32): under way, resumes
+  $pt study locality     -o results/studies/locality-n32 --contexts 10 --texts 3 --seeds 5 --length 32 -q
 fi
 
 if [[ $what == all || $what == capacity ]]; then
