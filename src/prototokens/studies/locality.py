@@ -114,7 +114,8 @@ def measure(lm: FrozenLM, points: list[tuple]) -> dict:
         for name, v in vectors.items():
             pairs[_kind(a, b)][name].append(1 - float(cos(v[i], v[j], dim=0)))
     contexts = torch.tensor([p[0] for p in points])
-    texts = torch.tensor([p[0] * 1000 + p[1] for p in points])  # unique across contexts
+    text_of = {ck: i for i, ck in enumerate(dict.fromkeys(p[:2] for p in points))}  # (context, text) -> label
+    texts = torch.tensor([text_of[p[:2]] for p in points])
     tests = {name: ordering_tests(_cosine_distances(torch.stack(v)), contexts, texts) for name, v in vectors.items()} \
         if points else {}
     distinct = [p for p in points if p[2] == 0]  # one solution per text
