@@ -107,21 +107,20 @@ def _kind(a, b) -> str:
 def measure(lm: FrozenLM, points: list[tuple]) -> dict:
     """Cosine distances per kind of pair (for e, m and both), the ordering tests, and distance
     against text similarity."""
-    cos = torch.nn.functional.cosine_similarity
     vectors = {"e": [p[3] for p in points], "m": [p[4] for p in points], "em": [torch.cat(p[3:5]) for p in points]}
+    distances = {name: _cosine_distances(torch.stack(v)) for name, v in vectors.items()} if points else {}
     pairs = {kind: {name: [] for name in vectors} for kind in KINDS}
     for (i, a), (j, b) in itertools.combinations(enumerate(points), 2):
-        for name, v in vectors.items():
-            pairs[_kind(a, b)][name].append(1 - float(cos(v[i], v[j], dim=0)))
+        for name, d in distances.items():
+            pairs[_kind(a, b)][name].append(float(d[i, j]))
     contexts = torch.tensor([p[0] for p in points])
     text_of = {ck: i for i, ck in enumerate(dict.fromkeys(p[:2] for p in points))}  # (context, text) -> label
     texts = torch.tensor([text_of[p[:2]] for p in points])
-    tests = {name: ordering_tests(_cosine_distances(torch.stack(v)), contexts, texts) for name, v in vectors.items()} \
-        if points else {}
-    distinct = [p for p in points if p[2] == 0]  # one solution per text
-    words = [lm.detokenize(p[5]) for p in distinct]
+    tests = {name: ordering_tests(d, contexts, texts) for name, d in distances.items()}
+    distinct = [k for k, p in enumerate(points) if p[2] == 0]  # one solution per text
+    words = [lm.detokenize(points[k][5]) for k in distinct]
     similarity = {"tfidf": tfidf_cosine(words), "minilm": minilm_cosine(words)} if len(words) > 1 else {}
-    text_pairs = [{"contexts": [a[0], b[0]], "distance_em": 1 - float(cos(torch.cat(a[3:5]), torch.cat(b[3:5]), dim=0)),
+    text_pairs = [{"contexts": [points[a][0], points[b][0]], "distance_em": float(distances["em"][a, b]),
                    **{name: float(s[i, j]) for name, s in similarity.items()}}
                   for (i, a), (j, b) in itertools.combinations(enumerate(distinct), 2)]
     return {"solved": len(points), "distances": pairs, "text_pairs": text_pairs, "tests": tests,
@@ -130,6 +129,7 @@ def measure(lm: FrozenLM, points: list[tuple]) -> dict:
 
 
 def _cosine_distances(x: torch.Tensor) -> torch.Tensor:
+    """(n, n) cosine distances between the rows of ``x``, in float64."""
     x = torch.nn.functional.normalize(x.double(), dim=1)
     return 1 - x @ x.T
 
