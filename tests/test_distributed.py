@@ -180,3 +180,22 @@ def test_a_sharing_study_on_two_ranks_writes_what_one_process_writes(corpus, tin
     assert records("two") == records("one")
     assert not list((tmp_path / "two").glob("*/records.rank-*.jsonl"))  # the parts were merged
     assert (tmp_path / "two" / "sharing.md").read_text() == (tmp_path / "one" / "sharing.md").read_text()
+
+
+def test_a_locality_study_on_two_ranks_writes_what_one_process_writes(tiny_path, tmp_path):
+    source = tmp_path / "book.txt"
+    source.write_text(" ".join(f"{t.capitalize()} the sea." for t in TEXTS * 8))  # sentences, so every cut has a context
+    args = ["study", "locality", "--source", source, "--contexts", "2", "--texts", "2", "--seeds", "2", "--length", "3",
+            "--model", tiny_path, *FAST]
+    job = torchrun(2, *args, "-o", tmp_path / "two")
+    log = job.communicate(timeout=180)[0]
+    assert job.returncode == 0, log
+    torch.set_num_threads(1)
+    assert main([str(a) for a in (*args, "-o", tmp_path / "one")]) == 0
+    files = sorted(p.name for p in (tmp_path / "one").glob("*.proto.safetensors"))
+    assert len(files) == 2 * (2 + 1) and files == sorted(p.name for p in (tmp_path / "two").glob("*.proto.safetensors"))
+    one, two = (json.loads((tmp_path / f / "locality.json").read_text()) for f in ("one", "two"))
+    assert two["solved"] == one["solved"]
+    for kind, vectors in one["distances"].items():
+        for vector, values in vectors.items():
+            assert two["distances"][kind][vector] == pytest.approx(values, abs=1e-3)

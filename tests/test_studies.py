@@ -139,6 +139,19 @@ def test_locality_pairs_solutions_by_text_and_context(tiny, tmp_path):
     assert set(result["tests"]["em"]) == {"text", "context"}
 
 
+def test_locality_under_torchrun_encodes_only_this_ranks_contexts(tiny, tmp_path, monkeypatch):
+    from prototokens import distributed
+
+    source = tmp_path / "book.txt"
+    source.write_text(" ".join(SENTENCES * 6))
+    for name, value in {"world_size": lambda: 2, "rank": lambda: 1, "barrier": lambda: None, "from_main": lambda v: v}.items():
+        monkeypatch.setattr(distributed, name, value)
+    config = locality.Config(contexts=2, texts=2, seeds=2, length=3, source=str(source), recipe=RECIPE, progress=False)
+    assert locality.run(tiny, config, tmp_path / "study") is None  # rank 0 measures
+    assert sorted(p.name for p in (tmp_path / "study").glob("*.proto.safetensors")) == \
+        [f"context-1-text-{k}-seed-{s}.proto.safetensors" for k, s in ((0, 0), (0, 1), (1, 0))]
+
+
 def test_locality_ordering_tests_detect_the_ordering_and_its_reverse():
     g = torch.Generator().manual_seed(0)
     labels = [(c, k, s) for c in range(4) for k in range(3) for s in range(3 if k == 0 else 1)]

@@ -16,7 +16,8 @@ Every encoding starts from its own random seed: solutions that share an init sta
 two inits 0.98), so texts encoded from one seed would look alike whatever they say.
 
 Files: ``context-C-text-K-seed-S.proto.safetensors``, one per encoding, each written when it is
-finished, so an interrupted run resumes; ``locality.json`` holds the distances.
+finished, so an interrupted run resumes; ``locality.json`` holds the distances. Under torchrun
+each rank encodes its share of the contexts, and rank 0 measures once all are done.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..data import generate_continuation, sample_passages
 from ..encode import encode_ids
 from ..metrics import mean_std
@@ -39,6 +41,7 @@ from ..similarity import minilm_cosine, tfidf_cosine
 from .common import SampledConfig, option, read_config, save_config, write_markdown
 
 NAME, HELP = "locality", "distances between solutions by text and context (Figs. 5-6)"
+SHARDED = True  # under torchrun the ranks share its contexts (see common.py)
 
 KINDS = ("same text, other seed", "same context, other text", "other context")
 SEED_STRIDE = 100  # encodings' seeds lie this far apart, so their restarts never meet
@@ -60,7 +63,7 @@ def run(lm: FrozenLM, config: Config, folder) -> dict:
     save_config(folder, NAME, config)
     texts, seeds, length = config.texts, config.seeds, config.length
     passages = sample_passages(lm, config.source, config.contexts, length, seed=config.data_seed)
-    for c, p in enumerate(tqdm(passages, desc="contexts", disable=not config.progress)):
+    for c, p in tqdm(distributed.shard(list(enumerate(passages))), desc="contexts", disable=not config.progress):
         targets = [generate_continuation(lm, p.context_ids, length, seed=k) for k in range(texts)]
         # every encoding gets its own seed: solutions that share an init stay near it, which
         # would make texts encoded together look alike whatever they say
@@ -71,9 +74,11 @@ def run(lm: FrozenLM, config: Config, folder) -> dict:
                        progress=config.progress,
                        extra={"study": "locality", "context": c, "text": k, "source": config.source,
                               "data_seed": config.data_seed, "context_text": lm.detokenize(p.context_ids)})
-    result = measure_folder(lm, folder)
-    (folder / "locality.json").write_text(json.dumps(result, indent=1))
-    return result
+    distributed.barrier()
+    if distributed.is_main():
+        result = measure_folder(lm, folder)
+        (folder / "locality.json").write_text(json.dumps(result, indent=1))
+    return distributed.from_main(result if distributed.is_main() else None)
 
 
 def solved_points(lm: FrozenLM, folder: Path) -> list[tuple]:
