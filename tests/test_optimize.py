@@ -227,6 +227,17 @@ def test_the_bf16_path_reaches_full_accuracy_and_its_file_decodes_in_both_dtypes
         assert decode_ids(tiny.in_dtype(dtype), proto) == targets
 
 
+def test_a_solved_state_is_kept_over_an_exact_unchecked_one_with_a_lower_loss(tiny):
+    from prototokens.optimize import _Best
+
+    best = _Best(tiny, 1, {}, None, False)
+    best.offer([0], {}, [0.10], [1.0], [0.5], 20, 0, solved=False)  # exact, its dtype check not yet due
+    best.offer([0], {}, [0.12], [1.0], [0.4], 30, 0, solved=True)  # the check passed, at a higher loss
+    assert (best.outcomes[0].status, best.outcomes[0].steps) == ("solved", 30)
+    best.offer([0], {}, [0.05], [1.0], [0.6], 40, 0, solved=False)
+    assert best.outcomes[0].steps == 30
+
+
 def test_a_text_exact_in_float32_but_not_in_bfloat16_is_not_reported_solved(tiny_path, other_tiny_path):
     from prototokens import load_model
 

@@ -120,10 +120,12 @@ class _Best:
         return all(o.solved for o in self.outcomes)
 
     def offer(self, rows, vectors, loss, acc, margin, steps, seed, solved):
-        """Keep the state of ``rows`` (one group) if it beats the best so far."""
+        """Keep the state of ``rows`` (one group) if it beats the best so far: a solved state
+        beats any unsolved one (an exact state whose dtype check was not yet due may have the
+        lower loss), then higher accuracy, then lower loss."""
         old = [self.outcomes[r] for r in rows]
-        old_acc, old_loss = sum(o.accuracy for o in old), sum(o.loss for o in old)
-        if sum(acc) < old_acc or (sum(acc) == old_acc and sum(loss) >= old_loss):
+        kept = (all(o.solved for o in old), sum(o.accuracy for o in old), -sum(o.loss for o in old))
+        if (solved, sum(acc), -sum(loss)) <= kept:
             return
         elapsed = time.perf_counter() - self.started
         for k, r in enumerate(rows):
