@@ -54,9 +54,10 @@ class Cramming:
         return torch.cat([embedded[:, :1], mem, embedded[:, 1:]], dim=1)
 
     def recipe(self, recipe: "str | Recipe | None") -> Recipe:
-        """Kuratov et al.'s ``cramming`` unless another is given, always from their init
-        randn * std(embeddings)."""
-        return get_recipe(recipe or "cramming").with_overrides(init="embedding-std")
+        """Kuratov et al.'s ``cramming`` unless another is given, from their init randn *
+        std(embeddings) unless the recipe starts as progressive cramming does (uniform-0.02)."""
+        recipe = get_recipe(recipe or "cramming")
+        return recipe if recipe.init == "uniform-0.02" else recipe.with_overrides(init="embedding-std")
 
     def describe(self) -> dict:
         return {"study": "cramming", "mem": self.mem, "inputs": "[start][mem]xK, then the text"}

@@ -143,9 +143,12 @@ class _Best:
 
 def _init(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> dict[str, torch.Tensor]:
     """The same start for every text of a seed, so a text's run does not depend on its batch."""
-    scale = 1.0 if recipe.init == "normal" else lm.embedding_std
     g = torch.Generator().manual_seed(seed)
-    start = {name: torch.randn(*shape, lm.d_model, generator=g) * scale for name, shape in shapes.items()}
+    if recipe.init == "uniform-0.02":
+        start = {name: torch.rand(*shape, lm.d_model, generator=g) * 0.02 for name, shape in shapes.items()}
+    else:
+        scale = 1.0 if recipe.init == "normal" else lm.embedding_std
+        start = {name: torch.randn(*shape, lm.d_model, generator=g) * scale for name, shape in shapes.items()}
     if recipe.init == "start" and "e" in start:
         start["e"] = lm.start_embedding()
     return {name: v.expand(rows[name], *v.shape).clone().to(lm.device).requires_grad_() for name, v in start.items()}

@@ -15,7 +15,7 @@ from .errors import PrototokensError
 from .model import DTYPES
 from .optimizers import OPTIMIZERS
 
-INITS = ("normal", "embedding-std", "start")
+INITS = ("normal", "embedding-std", "start", "uniform-0.02")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -30,7 +30,8 @@ class Recipe:
     max_steps: int  # 0: the start is only scored (e.g. an encoder's guess, decoded as it is)
     # "normal": N(0, 1), the paper; "embedding-std": N(0, std(embeddings)^2);
     # "start": e starts as the embedding of the model's document-start token (FrozenLM.start_id:
-    # the attention sink the model is used to at position 0), m as embedding-std
+    # the attention sink the model is used to at position 0), m as embedding-std;
+    # "uniform-0.02": U[0, 0.02) in every coordinate (progressive_cramming's "random0.02")
     init: str
     schedule: str = "constant"
     warmup: int = 0
@@ -127,6 +128,11 @@ RECIPES = {
     "fast": Recipe("fast", version=3, lr=3e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
                    init="start", schedule="cosine", first_weight=4.0, patience=200, dtype="auto",
                    check_dtypes=("float32", "bfloat16"), margin=0.3),
+    # FusionBrainLab/progressive_cramming's settings for its paper runs (README, "Reproducing the
+    # paper experiments"): lr 0.1 (betas and weight decay are its defaults), 100 warm-up steps,
+    # cosine to 1e-3, 10000 steps per text in all; for progressive.py, whose stages run on one schedule
+    "progressive": Recipe("progressive", lr=0.1, betas=(0.9, 0.9), weight_decay=0.01, max_steps=10000,
+                          init="uniform-0.02", schedule="cosine", warmup=100, lr_floor=0.01),
 }
 DEFAULT_RECIPE = "fast"
 

@@ -8,7 +8,10 @@ Every text climbs the length grid (texts at the same length are batched together
 length the seeds are tried in turn, each only on the texts that have not yet passed; a length
 fails when every seed fails. With ``search="grid"`` a text stops at its first failing length;
 with ``"bisect"`` it then bisects the whole lengths between its last pass and that failure, so
-its capacity is exact to a token. One record per (text, length, seed); a rerun reads the
+its capacity is exact to a token. With ``"progressive"`` (progressive_cramming's protocol, see
+progressive.py) each text grows from one token by ``grow`` at a time, warm-started, on one
+optimiser state, up to the grid's last length; it gets two records, at its longest exact prefix
+and at the stage that failed, and one seed. One record per (text, length, seed); a rerun reads the
 records back and takes the same path, so a killed sweep resumes where it stopped. With a
 shared m the whole group is one unit and its records are written together, and a length
 passes only when one seed's m serves every text of the group (so the group climbs, and is
@@ -23,10 +26,12 @@ shows as left is an upper bound, which shrinks as texts stop.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from .. import distributed
@@ -34,14 +39,16 @@ from ..cramming import Cramming
 from ..errors import PrototokensError
 from ..layout import DEFAULT_LAYOUT, Arrangement, get_layout, resolve_layout
 from ..model import FrozenLM
+from ..optimize import Fit
+from ..progressive import progressive
 from ..recipe import Recipe, get_recipe
-from ..records import RunFolder
-from .common import THRESHOLD, SampledConfig, Text, names, option, sample, unit
+from ..records import RunFolder, key_of
+from .common import THRESHOLD, SampledConfig, Text, describe, names, option, sample, unit
 
 NAME, HELP = "capacity", "sweep texts over lengths: the longest reconstructed at >= 0.99 (Table 3)"
 SHARDED = True  # under torchrun each rank climbs its share of the texts (see common.py)
 GRID = [4, 5, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512, 724, 1024, 1448]
-SEARCHES = ("grid", "bisect")
+SEARCHES = ("grid", "bisect", "progressive")
 
 
 @dataclass(kw_only=True)
@@ -54,8 +61,11 @@ class Config(SampledConfig):
     context_tokens: int = option(64, "tokens of context sampled before each text")
     batch_size: int = option(8, "texts optimised together", positive=True)
     shared_m: bool = option(False, "one m for all texts", cli=False)
-    search: str = option("grid", "grid: a text stops at its first failing length; bisect: then bisects between its last pass and that failure",
+    search: str = option("grid", "grid: a text stops at its first failing length; bisect: then bisects between its last pass and "
+                         "that failure; progressive: each text grows from 1 token, warm-started (with --recipe progressive)",
                          choices=SEARCHES)
+    grow: int = option(1, "progressive: tokens added at each stage", positive=True)
+    stage_steps: int = option(1000, "progressive: updates a stage may take", positive=True)
 
     def __post_init__(self):
         super().__post_init__()
@@ -74,7 +84,7 @@ def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
     texts = sample(lm, config, config.texts, config.grid[-1], config.context_tokens)
     return sweep(lm, texts, folder, source=config.source, grid=config.grid, seeds=config.seeds, shared=config.shared_m,
                  recipe=config.recipe, layout=config.arrangement, batch_size=config.batch_size, search=config.search,
-                 progress=config.progress)
+                 grow=config.grow, stage_steps=config.stage_steps, progress=config.progress)
 
 
 def report(folder) -> list[Path]:
@@ -85,13 +95,16 @@ def report(folder) -> list[Path]:
 
 
 def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seeds: int, shared: bool,
-             recipe: Recipe, layout: Arrangement, search: str = "grid") -> dict:
+             recipe: Recipe, layout: Arrangement, search: str = "grid", grow: int = 1, stage_steps: int = 1000) -> dict:
     """What a run folder records of a sweep (the search only when not the grid, as folders from
     before it was an option hold)."""
     method = layout.describe() | ({"shared_m": shared} if "m" in layout.vectors else {})
+    searched = {} if search == "grid" else {"search": search}
+    if search == "progressive":
+        searched |= {"grow": grow, "stage_steps": stage_steps}
     return method | {"model": lm.name, "fingerprint": lm.fingerprint, "source": source,
                      "texts": [t.id for t in texts], "grid": grid, "seeds": seeds,
-                     "recipe": recipe.to_dict(), "threshold": THRESHOLD} | ({"search": search} if search != "grid" else {})
+                     "recipe": recipe.to_dict(), "threshold": THRESHOLD} | searched
 
 
 @dataclass(eq=False)
@@ -140,12 +153,14 @@ def _most_bisected(lo: int, hi: int) -> int:
 
 def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
           shared: bool = False, recipe: "str | Recipe | None" = None, layout: "str | Arrangement" = DEFAULT_LAYOUT,
-          batch_size: int = 8, search: str = "grid", climb: bool = True, progress: bool = True) -> RunFolder:
+          batch_size: int = 8, search: str = "grid", grow: int = 1, stage_steps: int = 1000, climb: bool = True,
+          progress: bool = True) -> RunFolder:
     """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds).
 
     ``layout`` may be the cramming baseline's :class:`~prototokens.cramming.Cramming` (never with
     a shared m); ``recipe`` None is the layout's default. ``search`` is "grid" (stop at a text's
-    first failing length) or "bisect" (then bisect down to the exact capacity). ``climb=False``
+    first failing length), "bisect" (then bisect down to the exact capacity) or "progressive"
+    (grow each text by ``grow`` tokens a stage of at most ``stage_steps`` updates). ``climb=False``
     runs every text at every grid length, passed or not (the arrangements study).
     Under torchrun each rank climbs its shard of the texts (all of them on rank 0 with a shared
     m, whose group is one unit), and every rank returns the merged folder.
@@ -156,8 +171,15 @@ def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[in
     if shared and "m" not in layout.vectors:
         raise PrototokensError(f"{layout.name} has no m to share")
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
-    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout, search))
+    if search == "progressive" and (shared or seeds != 1):
+        raise PrototokensError("a progressive search runs one seed per text and shares nothing")
+    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout, search, grow, stage_steps))
     mine = (texts if distributed.is_main() else []) if shared else distributed.shard(texts)
+    if search == "progressive":
+        grow_texts(lm, run_folder, mine, grid[-1], recipe=recipe, layout=layout, batch_size=batch_size, grow=grow,
+                   stage_steps=stage_steps, progress=progress)
+        run_folder.gather()
+        return run_folder
     climbers = [Climber(group, list(grid)) for group in ([mine] if shared and mine else [[t] for t in mine])]
     bar = tqdm(total=sum(c.most_left(search, climb) for c in climbers), disable=not progress, desc="capacity", unit="tok")
     while True:
@@ -180,6 +202,31 @@ def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[in
     bar.close()
     run_folder.gather()
     return run_folder
+
+
+def grow_texts(lm: FrozenLM, run_folder: RunFolder, texts: list[Text], longest: int, *, recipe: Recipe,
+               layout: Arrangement, batch_size: int, grow: int, stage_steps: int, progress: bool) -> None:
+    """The progressive search, a batch of texts at a time: each text's records at its longest
+    exact prefix ("passed") and at the stage that failed ("failed"), written when its batch ends."""
+    for i in tqdm(range(0, len(texts), batch_size), desc="batches", disable=not progress):
+        batch = [t for t in texts[i: i + batch_size]
+                 if not {key_of(t.id, "progressive", end) for end in ("passed", "failed")} & run_folder.done]
+        if not batch:
+            continue
+        started = time.perf_counter()
+        climbs = progressive(lm, [t.target_ids[:longest] for t in batch], layout=layout, recipe=recipe, grow=grow,
+                             stage_steps=stage_steps, progress=progress)
+        seconds = time.perf_counter() - started
+        for end in ("passed", "failed"):
+            stages = [(t, getattr(c, end)) for t, c in zip(batch, climbs) if getattr(c, end)]
+            if not stages:
+                continue
+            fit = Fit({name: torch.stack([s.vectors[name] for _, s in stages]) for name in layout.vectors},
+                      [s.outcome for _, s in stages], seconds)
+            for record in describe(lm, fit, [t for t, _ in stages], [t.target_ids[: s.length] for t, s in stages],
+                                   [key_of(t.id, "progressive", end) for t, _ in stages], layout=layout, seed=0,
+                                   group=None, seconds=seconds):
+                run_folder.append(record | {"stage": end})
 
 
 def attempt(lm: FrozenLM, run_folder: RunFolder, climbers: list[Climber], n: int, *, seeds: int, shared: bool,

@@ -25,7 +25,7 @@ from ..errors import PrototokensError
 from ..layout import DEFAULT_LAYOUT, Arrangement, get_layout, resolve_layout
 from ..metrics import h_lm, nats_to_bits, quality
 from ..model import FrozenLM
-from ..optimize import optimize
+from ..optimize import Fit, optimize
 from ..recipe import Recipe
 from ..records import RunFolder, key_of
 
@@ -152,17 +152,25 @@ def unit(lm: FrozenLM, run_folder: RunFolder, batch: list[Text], n: int, seed: i
     targets = [t.target_ids[:n] for t, _ in todo]
     started = time.perf_counter()
     fit = optimize(lm, targets, layout=layout, recipe=recipe, seed=seed, shared=shared, progress=progress)
-    seconds = time.perf_counter() - started
-    reconstructed = resolve_layout(layout).reconstruction(lm, fit, targets)
-    records = []
-    for i, ((t, key), target, outcome) in enumerate(zip(todo, targets, fit.outcomes)):
-        nats = h_lm(lm, target)
-        record = outcome.to_dict() | {
-            "key": key, "text": t.id, "length": n, "seed": seed, "group": group,
-            "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats), "seconds": seconds, "batch": len(todo),
-            "meta": t.meta} | reconstructed[i] | quality(lm, reconstructed[i]["decoded_ids"], target)
-        records.append(record | {"c_tokens": round(record["accuracy"] * n)})
+    records = describe(lm, fit, [t for t, _ in todo], targets, [k for _, k in todo], layout=layout, seed=seed,
+                       group=group, seconds=time.perf_counter() - started)
     for record in records:
         if record["key"] not in run_folder.done:
             run_folder.append(record)
+    return records
+
+
+def describe(lm: FrozenLM, fit: Fit, texts: list[Text], targets: list[list[int]], keys: list[str], *,
+             layout: "str | Arrangement", seed: int, group: str | None, seconds: float) -> list[dict]:
+    """One record per text of ``fit``: its outcome, what the layout says of reconstruction, and
+    how the text it writes reads beside its target."""
+    reconstructed = resolve_layout(layout).reconstruction(lm, fit, targets)
+    records = []
+    for i, (t, key, target, outcome) in enumerate(zip(texts, keys, targets, fit.outcomes)):
+        nats = h_lm(lm, target)
+        record = outcome.to_dict() | {
+            "key": key, "text": t.id, "length": len(target), "seed": seed, "group": group,
+            "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats), "seconds": seconds, "batch": len(texts),
+            "meta": t.meta} | reconstructed[i] | quality(lm, reconstructed[i]["decoded_ids"], target)
+        records.append(record | {"c_tokens": round(record["accuracy"] * len(target))})
     return records

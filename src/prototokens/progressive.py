@@ -1,0 +1,116 @@
+"""Progressive growth (FusionBrainLab/progressive_cramming): fit a text's first ``first`` tokens,
+then grow the target ``grow`` tokens at a time, each stage warm-started from the last, until a
+stage fails. The optimiser runs on: one state per text (moments, and the recipe's schedule at the
+text's own step count) carries across the stages, so a stage starts where the last one ended
+rather than from a fresh warm-up. A stage fails when it is not exact within ``stage_steps``
+updates, or when the text has spent the recipe's ``max_steps`` in all; the text's horizon is
+then its longest exact prefix, and its kept states are that prefix's and the failed stage's best.
+
+Works for any arrangement: the cramming baseline (where teacher-forced exactness is greedy
+exactness, so the horizon is the paper's "exact greedy tokens") and the proto-token layouts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import PrototokensError
+from .layout import Arrangement, resolve_layout
+from .model import DTYPES, FrozenLM
+from .optimize import _init, _margins_everywhere, _solved, evaluate
+from .optimizers import get_optimizer
+from .outcome import SOLVED, UNSOLVED, Outcome
+from .recipe import Recipe, get_recipe
+
+
+@dataclass
+class Stage:
+    """A text's kept state at one length: its outcome and its vectors (one row each)."""
+
+    length: int
+    outcome: Outcome
+    vectors: dict[str, torch.Tensor]
+
+
+@dataclass
+class Climb:
+    """Where a text's progressive growth ended: the longest exact prefix (None if even the first
+    stage failed) and the stage that failed (None if the whole text was reached)."""
+
+    passed: Stage | None
+    failed: Stage | None
+    total_steps: int
+
+    @property
+    def horizon(self) -> int:
+        return self.passed.length if self.passed else 0
+
+
+def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrangement", recipe: "str | Recipe",
+                seed: int = 0, first: int = 1, grow: int = 1, stage_steps: int = 1000, progress: bool = True) -> list[Climb]:
+    """Grow each text's target from ``first`` tokens by ``grow`` until a stage fails (texts in
+    one batch, each at its own length; a text's run does not depend on its batch)."""
+    layout, recipe = resolve_layout(layout), get_recipe(recipe)
+    if min(first, grow, stage_steps) < 1:
+        raise PrototokensError("first, grow and stage_steps must be at least 1")
+    if not targets or not all(targets):
+        raise PrototokensError("nothing to encode: every text needs at least one token")
+    n = len(targets)
+    params = _init(lm, recipe, seed, layout.vectors, {name: n for name in layout.vectors})
+    optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
+    compute = lm.in_dtype(recipe.dtype)
+    checks = [lm.in_dtype(d) for d in recipe.check_dtypes if DTYPES[d] != compute.dtype]
+    length = [min(first, len(t)) for t in targets]
+    since = [0] * n  # updates in the current stage
+    used = [0] * n  # updates in all
+    passed: list[Stage | None] = [None] * n
+    current: list[Stage | None] = [None] * n  # best state of the current stage
+    failed: list[Stage | None] = [None] * n
+    active = list(range(n))
+    started = time.perf_counter()
+    bar = tqdm(total=sum(len(t) for t in targets), disable=not progress, desc="progressive", unit="tok", leave=False)
+    while active:
+        idx = torch.tensor(active, device=lm.device)
+        vectors = {name: p[idx] for name, p in params.items()}
+        scores = evaluate(compute, layout, vectors, [targets[a][: length[a]] for a in active], recipe.first_weight,
+                          recipe.temperature)
+        loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
+        step_rows, still = [], []
+        for k, a in enumerate(active):
+            exact = _solved(acc[k], margin[k], recipe) and math.isfinite(loss[k])
+            if exact and checks:
+                exact = _margins_everywhere(checks, layout, {nm: v[k: k + 1].detach() for nm, v in vectors.items()},
+                                            [targets[a][: length[a]]], recipe) is not None
+            state = Stage(length[a], Outcome(acc[k], loss[k], margin[k], since[a], used[a], seed, SOLVED if exact else UNSOLVED,
+                                             time.perf_counter() - started), {nm: v[k].detach().cpu().clone() for nm, v in vectors.items()})
+            if exact:
+                bar.update(length[a] - (passed[a].length if passed[a] else 0))
+                passed[a], current[a] = state, None
+                if length[a] == len(targets[a]):
+                    continue  # the whole text is reached
+                length[a], since[a] = min(length[a] + grow, len(targets[a])), 0
+                still.append(a)  # scored at its new length before its next update
+                continue
+            best = current[a]
+            if best is None or (acc[k], -loss[k]) > (best.outcome.accuracy, -best.outcome.loss):
+                current[a] = state
+            if since[a] >= stage_steps or used[a] >= recipe.max_steps or not math.isfinite(loss[k]):
+                failed[a] = current[a]
+                continue
+            step_rows.append(k)
+            still.append(a)
+        if step_rows:
+            scores.objective[step_rows].sum().backward()
+            optimizer.step([idx[step_rows] for _ in params])
+            for k in step_rows:
+                since[active[k]] += 1
+                used[active[k]] += 1
+        bar.set_postfix(longest=max((s.length for s in passed if s), default=0), active=len(still), refresh=False)
+        active = still
+    bar.close()
+    return [Climb(p, f, u) for p, f, u in zip(passed, failed, used)]

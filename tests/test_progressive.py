@@ -1,0 +1,71 @@
+"""Progressive growth (progressive_cramming's protocol) on the tiny model: stages, warm start on
+one optimiser state, and the capacity sweep's ``--search progressive``."""
+
+import json
+
+import pytest
+import torch
+
+from prototokens import PrototokensError
+from prototokens.cramming import Cramming, evaluate
+from prototokens.optimize import Fit
+from prototokens.optimizers import OPTIMIZERS, RowAdamW
+from prototokens.progressive import progressive
+from prototokens.records import read_records
+from prototokens.studies import capacity
+
+SENTENCES = ["Alice was beginning to get very tired of sitting by her sister on the bank.",
+             "All the world's a stage, and all the men and women merely players."]
+RECIPE = Cramming(1).recipe("progressive").with_overrides(max_steps=1500)
+
+
+def test_each_text_grows_until_a_stage_fails_and_keeps_its_longest_exact_prefix(tiny):
+    targets = [tiny.tokenize(s) for s in SENTENCES]
+    climbs = progressive(tiny, targets, layout=Cramming(1), recipe=RECIPE, grow=2, stage_steps=150, progress=False)
+    for climb, target in zip(climbs, targets):
+        assert climb.passed is not None and climb.failed is not None  # the tiny model holds a few tokens, not all
+        assert climb.failed.length == climb.horizon + 2 and climb.horizon % 2 == 1  # 1, 3, 5, ...
+        assert climb.passed.outcome.status == "solved" and climb.failed.outcome.status == "unsolved"
+        # the failed stage ran its 150 updates (its kept state is its best, which may come earlier)
+        assert climb.total_steps in (climb.passed.outcome.total_steps + 150, RECIPE.max_steps)
+        assert climb.failed.outcome.steps <= 150
+        fit = Fit({"mem": torch.stack([climb.passed.vectors["mem"], climb.failed.vectors["mem"]])},
+                  [climb.passed.outcome, climb.failed.outcome], 0.0)
+        passed, failed = evaluate(tiny, fit, [target[: climb.horizon], target[: climb.failed.length]])
+        assert passed["greedy_accuracy"] == 1.0 and failed["teacher_forced_accuracy"] < 1.0
+
+
+def test_the_stages_run_on_one_optimiser_state(tiny, monkeypatch):
+    steps = []
+
+    class Counted(RowAdamW):
+        def step(self, rows_per_param):
+            steps.append(int(self.t[0].max()))
+            super().step(rows_per_param)
+
+    monkeypatch.setitem(OPTIMIZERS, "counted", Counted)
+    climb, = progressive(tiny, [tiny.tokenize(SENTENCES[0])], layout=Cramming(1), recipe=RECIPE.with_overrides(optimizer="counted"),
+                         stage_steps=150, progress=False)
+    assert climb.horizon >= 2 and steps == list(range(climb.total_steps))  # one step count across every stage
+
+
+def test_progressive_refuses_a_stage_of_no_steps(tiny):
+    with pytest.raises(PrototokensError, match="at least 1"):
+        progressive(tiny, [[1, 2]], layout=Cramming(1), recipe=RECIPE, stage_steps=0)
+
+
+def test_a_progressive_sweep_records_each_texts_horizon_and_failure_and_resumes(tiny, tmp_path):
+    texts = [capacity.Text(f"t{i}", tiny.tokenize(s), {}) for i, s in enumerate(SENTENCES)]
+    args = dict(source="test", grid=[16], layout=Cramming(1), recipe=RECIPE, search="progressive", stage_steps=150, progress=False)
+    capacity.sweep(tiny, texts, tmp_path, **args)
+    records = read_records(tmp_path / "records.jsonl")
+    assert sorted((r["text"], r["stage"]) for r in records) == [("t0", "failed"), ("t0", "passed"), ("t1", "failed"), ("t1", "passed")]
+    for r in records:
+        assert (r["accuracy"] == 1.0) == (r["stage"] == "passed") and r["accuracy"] == r["greedy_accuracy"]
+    settings = json.loads((tmp_path / "run.json").read_text())
+    assert (settings["search"], settings["grow"], settings["stage_steps"], settings["recipe"]["name"]) == ("progressive", 1, 150, "progressive+custom")
+    before = (tmp_path / "records.jsonl").read_text()
+    capacity.sweep(tiny, texts, tmp_path, **args)
+    assert (tmp_path / "records.jsonl").read_text() == before
+    with pytest.raises(PrototokensError, match="one seed per text"):
+        capacity.sweep(tiny, texts, tmp_path / "two", **args | {"seeds": 2})
