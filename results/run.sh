@@ -35,6 +35,9 @@ if [[ $what == all || $what == capacity ]]; then
   # stopped by the end of a session (they resume): random shared m at 45 tokens, generated cramming at 22
   $pt capacity --source random --shared-m --seeds 3 "${common[@]}" -o results/capacity/random-shared
   $pt capacity --source generated --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/generated-cramming
+  # the cramming baseline at its best (issue 17): progressive_cramming's protocol and recipe, one text a unit
+  $pt capacity --source books --mem 1 --recipe progressive --search progressive --batch-size 1 "${common[@]}" \
+    -o results/capacity/books-progressive-cramming
   $pt report results/capacity
 fi
 
