@@ -195,7 +195,15 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
          "teacher_forced_accuracy": f, "token_gain": g, "information_gain_nats": i}) + "\n"
         for t, n, a, h, f, g, i in [("a", 16, 1.0, 40.0, 1.0, 8, 30.0), ("a", 22, 0.5, 55.0, 1.0, 5, 40.0),
                                     ("c", 4, 1.0, 9.0, 1.0, 2, 6.0)]))
-    assert report.information_pairs(report.load_runs(tmp_path)) == {"books": [("a", 40.0, 20.0)]}
+    assert report.information_pairs(report.load_runs(tmp_path))[0] == {"books": [("a", 40.0, 20.0)]}
+    stronger = tmp_path / "books-progressive-cramming"  # a second cramming run that reaches further: it is the baseline
+    stronger.mkdir()
+    (stronger / "run.json").write_text(json.dumps(settings | {"study": "cramming", "mem": 1, "search": "progressive"}))
+    (stronger / "records.jsonl").write_text(json.dumps(
+        {"key": "a30", "text": "a", "length": 30, "seed": 0, "accuracy": 1.0, "h_lm_nats": 70.0}) + "\n")
+    pairs, compared = report.information_pairs(report.load_runs(tmp_path))
+    assert pairs == {"books": [("a", 70.0, 20.0)]} and compared["books"][1]["search"] == "progressive"
+    shutil.rmtree(stronger)
     written = report.write(tmp_path)
     assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "information_one_step_vs_cramming.png", "report.html"]
     md = written[0].read_text()
@@ -414,3 +422,14 @@ def test_the_cli_takes_search_bisect_and_refuses_other_searches(capsys, tmp_path
     with pytest.raises(SystemExit) as exit_:
         main(["capacity", "--search", "dense", "-o", str(tmp_path)])
     assert exit_.value.code == 2 and "argument --search: invalid choice: 'dense'" in capsys.readouterr().err
+
+
+def test_report_skips_a_run_that_has_finished_no_unit_yet(tmp_path):
+    from prototokens.studies import report
+
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "run.json").write_text(json.dumps({"study": "cramming", "source": "books"}))
+    (started / "records.jsonl").write_text("")
+    with pytest.raises(PrototokensError, match="with run.json and a record"):
+        report.load_runs(tmp_path)

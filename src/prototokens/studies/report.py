@@ -24,12 +24,14 @@ from .common import THRESHOLD
 
 
 def load_runs(root: "str | Path") -> list[dict]:
-    """Every run folder at or below ``root``: its settings and records."""
+    """Every run folder at or below ``root`` that holds a record: its settings and records (a
+    sweep that has finished no unit yet has nothing to report)."""
     root = Path(root)
     runs = [{"folder": p.parent, "settings": json.loads(p.read_text()), "records": read_records(p.parent / "records.jsonl")}
             for p in sorted(root.rglob("run.json"))]
+    runs = [r for r in runs if r["records"]]
     if not runs:
-        raise PrototokensError(f"no run folders (with run.json) under {root}")
+        raise PrototokensError(f"no run folders (with run.json and a record) under {root}")
     return runs
 
 
@@ -158,18 +160,32 @@ def plot_accuracy(runs: list[dict], path: Path) -> Path:
     return path
 
 
-def information_pairs(runs: list[dict]) -> dict[str, list[tuple[str, float, float]]]:
+def strongest(runs: list[dict]) -> dict[str, dict]:
+    """Per source, the run of ``runs`` whose texts reach the longest mean capacity (the first
+    such run on a tie): the one a comparison of methods should set against the others."""
+    best = {}
+    for r in runs:
+        caps = [c["capacity"] for c in capacities(r["records"]).values()]
+        mean = sum(caps) / len(caps) if caps else 0.0
+        source = r["settings"]["source"]
+        if source not in best or mean > best[source][0]:
+            best[source] = mean, r
+    return {source: r for source, (_, r) in best.items()}
+
+
+def information_pairs(runs: list[dict]) -> tuple[dict[str, list[tuple[str, float, float]]], dict[str, tuple[dict, dict]]]:
     """Per source: (text, H_LM at cramming capacity, H_LM at one-step capacity) for the texts
-    that both a per-text one-step run and a cramming run of that source hold."""
-    one_step = {r["settings"]["source"]: r for r in runs
-                if r["settings"]["study"] == "capacity" and not r["settings"].get("shared_m")}
-    crammed = {r["settings"]["source"]: r for r in runs if r["settings"]["study"] == "cramming"}
-    pairs = {}
+    that both a per-text one-step run and a cramming run of that source hold, and the settings
+    of the two runs compared; of several runs of a method on a source, the strongest."""
+    one_step = strongest([r for r in runs if r["settings"]["study"] == "capacity" and not r["settings"].get("shared_m")])
+    crammed = strongest([r for r in runs if r["settings"]["study"] == "cramming"])
+    pairs, compared = {}, {}
     for source in sorted(one_step.keys() & crammed.keys()):
         y, x = (capacities(r["records"]) for r in (one_step[source], crammed[source]))
         if x.keys() & y.keys():
             pairs[source] = [(t, x[t]["h_lm_nats"], y[t]["h_lm_nats"]) for t in sorted(x.keys() & y.keys())]
-    return pairs
+            compared[source] = one_step[source]["settings"], crammed[source]["settings"]
+    return pairs, compared
 
 
 def plot_information(runs: list[dict], path: Path) -> Path | None:
@@ -180,7 +196,7 @@ def plot_information(runs: list[dict], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = information_pairs(runs)
+    pairs, compared = information_pairs(runs)
     if not pairs:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -189,8 +205,7 @@ def plot_information(runs: list[dict], path: Path) -> Path | None:
         ax.plot([0, top], [0, top / divisor], color="grey", lw=0.8, ls=style, label=f"y = x/{divisor}" if divisor > 1 else "y = x")
     for source, points in pairs.items():
         ax.scatter([x for _, x, _ in points], [y for _, _, y in points], label=f"{source} ({len(points)} texts)", alpha=0.8)
-    s = next(r["settings"] for r in runs if r["settings"]["study"] == "capacity")
-    c = next(r["settings"] for r in runs if r["settings"]["study"] == "cramming")
+    s, c = next(iter(compared.values()))
     ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"autoregressive cramming, {c.get('mem', 1)} [mem] (nats)",
            ylabel="one-step, two proto-tokens (nats)",
            title=f"H_LM at capacity, per text — {s['model']}\none-step: {budget(s)}\ncramming: {budget(c)}")
