@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from prototokens import PrototokensError
+from prototokens import PrototokensError, get_recipe
 from prototokens.cramming import Cramming, evaluate
 from prototokens.optimize import Fit
 from prototokens.optimizers import OPTIMIZERS, RowAdamW
@@ -69,3 +69,15 @@ def test_a_progressive_sweep_records_each_texts_horizon_and_failure_and_resumes(
     assert (tmp_path / "records.jsonl").read_text() == before
     with pytest.raises(PrototokensError, match="one seed per text"):
         capacity.sweep(tiny, texts, tmp_path / "two", **args | {"seeds": 2})
+
+
+def test_a_stage_passes_only_when_every_check_dtype_agrees_and_is_checked_every_few_steps(tiny, monkeypatch):
+    import prototokens.progressive as module
+    from prototokens.optimize import RECHECK
+
+    calls = []
+    monkeypatch.setattr(module, "_margins_everywhere", lambda *args: calls.append(1))  # a dtype that never agrees
+    recipe = get_recipe("fast").with_overrides(dtype="float32", check_dtypes=("float32", "bfloat16"), margin=0.0, max_steps=400)
+    climb, = progressive(tiny, [tiny.tokenize(SENTENCES[1])], layout="em-plus-one", recipe=recipe, stage_steps=100, progress=False)
+    assert climb.passed is None and climb.failed.length == 1 and climb.failed.outcome.accuracy == 1.0
+    assert 1 <= len(calls) <= 100 // RECHECK + 1

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .errors import PrototokensError
 from .layout import Arrangement, resolve_layout
 from .model import DTYPES, FrozenLM
-from .optimize import _init, _margins_everywhere, _solved, evaluate
+from .optimize import RECHECK, _init, _margins_everywhere, _solved, evaluate
 from .optimizers import get_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
 from .recipe import Recipe, get_recipe
@@ -68,6 +68,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
     length = [min(first, len(t)) for t in targets]
     since = [0] * n  # updates in the current stage
     used = [0] * n  # updates in all
+    next_check = [0] * n  # when a text exact in the compute dtype is checked in the others again
     passed: list[Stage | None] = [None] * n
     current: list[Stage | None] = [None] * n  # best state of the current stage
     failed: list[Stage | None] = [None] * n
@@ -83,9 +84,12 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
         step_rows, still = [], []
         for k, a in enumerate(active):
             exact = _solved(acc[k], margin[k], recipe) and math.isfinite(loss[k])
-            if exact and checks:
-                exact = _margins_everywhere(checks, layout, {nm: v[k: k + 1].detach() for nm, v in vectors.items()},
-                                            [targets[a][: length[a]]], recipe) is not None
+            if exact and checks:  # as optimize does: checked when first exact in a stage, then every RECHECK updates
+                due = used[a] >= next_check[a]
+                if due:
+                    next_check[a] = used[a] + RECHECK
+                exact = due and _margins_everywhere(checks, layout, {nm: v[k: k + 1].detach() for nm, v in vectors.items()},
+                                                    [targets[a][: length[a]]], recipe) is not None
             state = Stage(length[a], Outcome(acc[k], loss[k], margin[k], since[a], used[a], seed, SOLVED if exact else UNSOLVED,
                                              time.perf_counter() - started), {nm: v[k].detach().cpu().clone() for nm, v in vectors.items()})
             if exact:
@@ -93,7 +97,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
                 passed[a], current[a] = state, None
                 if length[a] == len(targets[a]):
                     continue  # the whole text is reached
-                length[a], since[a] = min(length[a] + grow, len(targets[a])), 0
+                length[a], since[a], next_check[a] = min(length[a] + grow, len(targets[a])), 0, used[a]
                 still.append(a)  # scored at its new length before its next update
                 continue
             best = current[a]
