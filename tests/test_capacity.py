@@ -196,20 +196,21 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
         for t, n, a, h, f, g, i in [("a", 16, 1.0, 40.0, 1.0, 8, 30.0), ("a", 22, 0.5, 55.0, 1.0, 5, 40.0),
                                     ("c", 4, 1.0, 9.0, 1.0, 2, 6.0)]))
     assert report.information_pairs(report.load_runs(tmp_path))[0] == {"books": [("a", 40.0, 20.0)]}
-    stronger = tmp_path / "books-progressive-cramming"  # a second cramming run that reaches further: it is the baseline
+    stronger = tmp_path / "books-progressive-cramming"  # a second cramming run that reaches further on "a"
     stronger.mkdir()
     (stronger / "run.json").write_text(json.dumps(settings | {"study": "cramming", "mem": 1, "search": "progressive"}))
-    (stronger / "records.jsonl").write_text(json.dumps(
-        {"key": "a30", "text": "a", "length": 30, "seed": 0, "accuracy": 1.0, "h_lm_nats": 70.0}) + "\n")
+    (stronger / "records.jsonl").write_text("".join(json.dumps(
+        {"key": f"{t}{n}", "text": t, "length": n, "seed": 0, "accuracy": 1.0, "h_lm_nats": h}) + "\n"
+        for t, n, h in [("a", 30, 70.0), ("c", 2, 5.0)]))
     pairs, compared = report.information_pairs(report.load_runs(tmp_path))
-    assert pairs == {"books": [("a", 70.0, 20.0)]} and compared["books"][1]["search"] == "progressive"
+    assert pairs == {"books": [("a", 70.0, 20.0)]} and [c.get("search") for c in compared["books"][1]] == ["progressive"]
     shutil.rmtree(stronger)
     written = report.write(tmp_path)
     assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "information_one_step_vs_cramming.png", "report.html"]
     md = written[0].read_text()
     assert "information_one_step_vs_cramming.png" in md
     # teacher forcing passed "a" at 22 tokens where greedy generation did not
-    assert "| books | 3 | 1.000 | 0.833 | 1 | 13 ± 13 | 10 ± 8 | 5 ± 4 | 18 ± 17 |" in md
+    assert "| books | cramming (1 mem) | 3 | 1.000 | 0.833 | 1 | 13 ± 13 | 10 ± 8 | 5 ± 4 | 18 ± 17 |" in md
 
 
 def test_report_counts_a_shared_m_only_where_it_serves_the_whole_group():

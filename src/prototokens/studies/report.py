@@ -112,15 +112,15 @@ def climbing(settings: dict, caps) -> int:
 def cramming_table(runs: list[dict]) -> str:
     """The baseline's two accuracies side by side: teacher-forced (what its optimiser sees) and
     free-running greedy (what reconstruction gives), and Kuratov et al.'s gains at capacity."""
-    lines = ["| source | records | mean teacher-forced acc | mean greedy acc | records >= 0.99 forced, < 0.99 greedy | "
+    lines = ["| source | method | records | mean teacher-forced acc | mean greedy acc | records >= 0.99 forced, < 0.99 greedy | "
              "capacity, teacher-forced | capacity, greedy | token gain at capacity | information gain at capacity (nats) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for run in (r for r in runs if r["settings"]["study"] == "cramming"):
         records = run["records"]
         forced, greedy = capacities(records, "teacher_forced_accuracy"), capacities(records).values()
         at_capacity = [c["record"] for c in greedy if c["record"]]
         lines.append(
-            f"| {run['settings']['source']} | {len(records)} | "
+            f"| {run['settings']['source']} | {_method(run['settings'])[0]} | {len(records)} | "
             f"{statistics.mean(r['teacher_forced_accuracy'] for r in records):.3f} | "
             f"{statistics.mean(r['greedy_accuracy'] for r in records):.3f} | "
             f"{sum(r['teacher_forced_accuracy'] >= THRESHOLD > r['greedy_accuracy'] for r in records)} | "
@@ -160,31 +160,32 @@ def plot_accuracy(runs: list[dict], path: Path) -> Path:
     return path
 
 
-def strongest(runs: list[dict]) -> dict[str, dict]:
-    """Per source, the run of ``runs`` whose texts reach the longest mean capacity (the first
-    such run on a tie): the one a comparison of methods should set against the others."""
-    best = {}
+def best_per_text(runs: list[dict]) -> dict[str, dict[str, tuple[dict, dict]]]:
+    """Per source and text: its capacity entry (:func:`capacities`) from whichever of ``runs``
+    reached the longest length on it, with that run's settings."""
+    best = defaultdict(dict)
     for r in runs:
-        caps = [c["capacity"] for c in capacities(r["records"]).values()]
-        mean = sum(caps) / len(caps) if caps else 0.0
         source = r["settings"]["source"]
-        if source not in best or mean > best[source][0]:
-            best[source] = mean, r
-    return {source: r for source, (_, r) in best.items()}
+        for text, c in capacities(r["records"]).items():
+            if text not in best[source] or c["capacity"] > best[source][text][0]["capacity"]:
+                best[source][text] = c, r["settings"]
+    return best
 
 
-def information_pairs(runs: list[dict]) -> tuple[dict[str, list[tuple[str, float, float]]], dict[str, tuple[dict, dict]]]:
+def information_pairs(runs: list[dict]) -> tuple[dict[str, list[tuple[str, float, float]]], dict[str, tuple[list, list]]]:
     """Per source: (text, H_LM at cramming capacity, H_LM at one-step capacity) for the texts
     that both a per-text one-step run and a cramming run of that source hold, and the settings
-    of the two runs compared; of several runs of a method on a source, the strongest."""
-    one_step = strongest([r for r in runs if r["settings"]["study"] == "capacity" and not r["settings"].get("shared_m")])
-    crammed = strongest([r for r in runs if r["settings"]["study"] == "cramming"])
+    of the runs these come from. Where several runs of a method hold a text (Kuratov et al.'s
+    recipe and progressive cramming, say), the text counts at the longest capacity any reached."""
+    one_step = best_per_text([r for r in runs if r["settings"]["study"] == "capacity" and not r["settings"].get("shared_m")])
+    crammed = best_per_text([r for r in runs if r["settings"]["study"] == "cramming"])
     pairs, compared = {}, {}
     for source in sorted(one_step.keys() & crammed.keys()):
-        y, x = (capacities(r["records"]) for r in (one_step[source], crammed[source]))
-        if x.keys() & y.keys():
-            pairs[source] = [(t, x[t]["h_lm_nats"], y[t]["h_lm_nats"]) for t in sorted(x.keys() & y.keys())]
-            compared[source] = one_step[source]["settings"], crammed[source]["settings"]
+        y, x = one_step[source], crammed[source]
+        if texts := sorted(x.keys() & y.keys()):
+            pairs[source] = [(t, x[t][0]["h_lm_nats"], y[t][0]["h_lm_nats"]) for t in texts]
+            compared[source] = tuple([s for i, s in enumerate(settings) if s not in settings[:i]]
+                                     for settings in ([y[t][1] for t in texts], [x[t][1] for t in texts]))
     return pairs, compared
 
 
@@ -206,9 +207,10 @@ def plot_information(runs: list[dict], path: Path) -> Path | None:
     for source, points in pairs.items():
         ax.scatter([x for _, x, _ in points], [y for _, _, y in points], label=f"{source} ({len(points)} texts)", alpha=0.8)
     s, c = next(iter(compared.values()))
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"autoregressive cramming, {c.get('mem', 1)} [mem] (nats)",
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"autoregressive cramming, {c[0].get('mem', 1)} [mem] (nats)",
            ylabel="one-step, two proto-tokens (nats)",
-           title=f"H_LM at capacity, per text — {s['model']}\none-step: {budget(s)}\ncramming: {budget(c)}")
+           title=f"H_LM at capacity, per text — {s[0]['model']}\none-step: {' / '.join(map(budget, s))}\n"
+                 f"cramming: {' / '.join(map(budget, c))}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
