@@ -209,8 +209,9 @@ def plot_information(runs: list[dict], path: Path) -> Path | None:
     s, c = next(iter(compared.values()))
     ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"autoregressive cramming, {c[0].get('mem', 1)} [mem] (nats)",
            ylabel="one-step, two proto-tokens (nats)",
-           title=f"H_LM at capacity, per text — {s[0]['model']}\none-step: {' / '.join(map(budget, s))}\n"
-                 f"cramming: {' / '.join(map(budget, c))}")
+           title="\n".join([f"H_LM at capacity, per text — {s[0]['model']}", *(f"one-step: {b}" for b in map(budget, s)),
+                             *(f"cramming: {b}" for b in map(budget, c))]))
+    ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
