@@ -90,11 +90,11 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
                     next_check[a] = used[a] + RECHECK
                 exact = due and _margins_everywhere(checks, layout, {nm: v[k: k + 1].detach() for nm, v in vectors.items()},
                                                     [targets[a][: length[a]]], recipe) is not None
-            state = Stage(length[a], Outcome(acc[k], loss[k], margin[k], since[a], used[a], seed, SOLVED if exact else UNSOLVED,
-                                             time.perf_counter() - started), {nm: v[k].detach().cpu().clone() for nm, v in vectors.items()})
+            outcome = Outcome(acc[k], loss[k], margin[k], since[a], used[a], seed, SOLVED if exact else UNSOLVED,
+                              time.perf_counter() - started)
             if exact:
                 bar.update(length[a] - (passed[a].length if passed[a] else 0))
-                passed[a], current[a] = state, None
+                passed[a], current[a] = _kept(length[a], outcome, vectors, k), None
                 if length[a] == len(targets[a]):
                     continue  # the whole text is reached
                 length[a], since[a], next_check[a] = min(length[a] + grow, len(targets[a])), 0, used[a]
@@ -102,7 +102,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
                 continue
             best = current[a]
             if best is None or (acc[k], -loss[k]) > (best.outcome.accuracy, -best.outcome.loss):
-                current[a] = state
+                current[a] = _kept(length[a], outcome, vectors, k)
             if since[a] >= stage_steps or used[a] >= recipe.max_steps or not math.isfinite(loss[k]):
                 failed[a] = current[a]
                 continue
@@ -118,3 +118,8 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
         active = still
     bar.close()
     return [Climb(p, f, u) for p, f, u in zip(passed, failed, used)]
+
+
+def _kept(length: int, outcome: Outcome, vectors: dict[str, torch.Tensor], k: int) -> Stage:
+    """Row ``k`` of ``vectors`` as a kept state, its vectors copied (only for a state that is kept)."""
+    return Stage(length, outcome, {name: v[k].detach().cpu().clone() for name, v in vectors.items()})
