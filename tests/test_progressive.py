@@ -64,6 +64,7 @@ def test_a_progressive_sweep_records_each_texts_horizon_and_failure_and_resumes(
         assert (r["accuracy"] == 1.0) == (r["stage"] == "passed") and r["accuracy"] == r["greedy_accuracy"]
     settings = json.loads((tmp_path / "run.json").read_text())
     assert (settings["search"], settings["grow"], settings["stage_steps"], settings["recipe"]["name"]) == ("progressive", 1, 150, "progressive+custom")
+    assert not list(tmp_path.glob("climb-*"))  # a batch's climb state goes once it is recorded
     before = (tmp_path / "records.jsonl").read_text()
     capacity.sweep(tiny, texts, tmp_path, **args)
     assert (tmp_path / "records.jsonl").read_text() == before
@@ -81,3 +82,35 @@ def test_a_stage_passes_only_when_every_check_dtype_agrees_and_is_checked_every_
     climb, = progressive(tiny, [tiny.tokenize(SENTENCES[1])], layout="em-plus-one", recipe=recipe, stage_steps=100, progress=False)
     assert climb.passed is None and climb.failed.length == 1 and climb.failed.outcome.accuracy == 1.0
     assert 1 <= len(calls) <= 100 // RECHECK + 1
+
+
+def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupted_one(tiny, tmp_path, monkeypatch):
+    import prototokens.progressive as module
+
+    targets = [tiny.tokenize(s) for s in SENTENCES]
+    args = dict(layout=Cramming(1), recipe=RECIPE.with_overrides(max_steps=400), grow=2, stage_steps=60, progress=False)
+    evaluate, calls = module.evaluate, []
+
+    def counted(*a, **k):
+        calls.append(1)
+        if len(calls) == stop:
+            raise KeyboardInterrupt
+        return evaluate(*a, **k)
+
+    monkeypatch.setattr(module, "evaluate", counted)
+    stop = None
+    whole = progressive(tiny, targets, **args)
+    stop, calls[:] = len(calls) * 2 // 3, []  # interrupted two thirds of the way
+    state = tmp_path / "climb.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        progressive(tiny, targets, state=state, **args)
+    monkeypatch.setattr(module, "evaluate", evaluate)
+    assert state.exists()
+    resumed = progressive(tiny, targets, state=state, **args)
+    for a, b in zip(whole, resumed):
+        assert (a.horizon, a.failed.length, a.total_steps) == (b.horizon, b.failed.length, b.total_steps)
+        assert a.passed.outcome.total_steps == b.passed.outcome.total_steps
+        assert all(torch.equal(a.passed.vectors[k], b.passed.vectors[k]) for k in a.passed.vectors)
+        assert all(torch.equal(a.failed.vectors[k], b.failed.vectors[k]) for k in a.failed.vectors)
+    with pytest.raises(PrototokensError, match="other texts, settings or model"):
+        progressive(tiny, targets, state=state, **args | {"grow": 1})

@@ -25,6 +25,12 @@ class RowOptimizer(Protocol):
     def step(self, rows_per_param: list[torch.Tensor]) -> None:
         """Update the given rows of each parameter from its gradient, then clear the gradients."""
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The optimiser's state, as named tensors."""
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a state that ``state_dict`` gave."""
+
 
 class RowAdamW:
     """AdamW with a step count per row, so that frozen rows get no update, decay or momentum.
@@ -54,6 +60,14 @@ class RowAdamW:
             denom = (eas[rows] / (1 - b2 ** tr)).sqrt() + r.eps
             p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * (ea[rows] / (1 - b1 ** tr)) / denom
             p.grad = None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"{kind}.{i}": x for kind in ("exp_avg", "exp_avg_sq", "t") for i, x in enumerate(getattr(self, kind))}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for kind in ("exp_avg", "exp_avg_sq", "t"):
+            for i, x in enumerate(getattr(self, kind)):
+                x.copy_(state[f"{kind}.{i}"])
 
 
 OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], "Recipe"], RowOptimizer]] = {

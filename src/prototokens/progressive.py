@@ -12,9 +12,12 @@ exactness, so the horizon is the paper's "exact greedy tokens") and the proto-to
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -25,6 +28,7 @@ from .model import DTYPES, FrozenLM
 from .optimize import RECHECK, _init, _margins_everywhere, _solved, evaluate
 from .optimizers import get_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
+from .proto import read_safetensors, save_atomic
 from .recipe import Recipe, get_recipe
 
 
@@ -52,9 +56,14 @@ class Climb:
 
 
 def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrangement", recipe: "str | Recipe",
-                seed: int = 0, first: int = 1, grow: int = 1, stage_steps: int = 1000, progress: bool = True) -> list[Climb]:
+                seed: int = 0, first: int = 1, grow: int = 1, stage_steps: int = 1000, state: "str | os.PathLike | None" = None,
+                progress: bool = True) -> list[Climb]:
     """Grow each text's target from ``first`` tokens by ``grow`` until a stage fails (texts in
-    one batch, each at its own length; a text's run does not depend on its batch)."""
+    one batch, each at its own length; a text's run does not depend on its batch).
+
+    ``state`` names a file that keeps the climb whenever a stage ends (vectors, optimiser state,
+    kept stages): a climb interrupted resumes from it and ends as it would have without the
+    interruption. The caller removes it once the climbs are recorded."""
     layout, recipe = resolve_layout(layout), get_recipe(recipe)
     if min(first, grow, stage_steps) < 1:
         raise PrototokensError("first, grow and stage_steps must be at least 1")
@@ -65,17 +74,17 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
     optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
     compute = lm.in_dtype(recipe.dtype)
     checks = [lm.in_dtype(d) for d in recipe.check_dtypes if DTYPES[d] != compute.dtype]
-    length = [min(first, len(t)) for t in targets]
-    since = [0] * n  # updates in the current stage
-    used = [0] * n  # updates in all
-    next_check = [0] * n  # when a text exact in the compute dtype is checked in the others again
-    passed: list[Stage | None] = [None] * n
-    current: list[Stage | None] = [None] * n  # best state of the current stage
-    failed: list[Stage | None] = [None] * n
-    active = list(range(n))
+    stamp = json.loads(json.dumps({"model": {"name": lm.name, "fingerprint": lm.fingerprint}, "layout": layout.name,
+                                   "recipe": recipe.to_dict(), "seed": seed, "first": first, "grow": grow,
+                                   "stage_steps": stage_steps, "targets": targets}))  # as it reads back from a file
+    climbing = _Climbing.load(state, stamp, params, optimizer) if state and Path(state).exists() else _Climbing.start(targets, first)
+    length, since, used, next_check = climbing.length, climbing.since, climbing.used, climbing.next_check
+    passed, current, failed = climbing.passed, climbing.current, climbing.failed
     started = time.perf_counter()
-    bar = tqdm(total=sum(len(t) for t in targets), disable=not progress, desc="progressive", unit="tok", leave=False)
-    while active:
+    bar = tqdm(total=sum(len(t) for t in targets), initial=sum(s.length for s in passed if s), disable=not progress,
+               desc="progressive", unit="tok", leave=False)
+    while climbing.active:
+        active = climbing.active
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[idx] for name, p in params.items()}
         scores = evaluate(compute, layout, vectors, [targets[a][: length[a]] for a in active], recipe.first_weight,
@@ -114,8 +123,11 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
             for k in step_rows:
                 since[active[k]] += 1
                 used[active[k]] += 1
+        ended = any(since[a] == 0 for a in still) or len(still) < len(active)
+        climbing.active = still
+        if state and ended:
+            climbing.save(state, stamp, params, optimizer)
         bar.set_postfix(longest=max((s.length for s in passed if s), default=0), active=len(still), refresh=False)
-        active = still
     bar.close()
     return [Climb(p, f, u) for p, f, u in zip(passed, failed, used)]
 
@@ -123,3 +135,59 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
 def _kept(length: int, outcome: Outcome, vectors: dict[str, torch.Tensor], k: int) -> Stage:
     """Row ``k`` of ``vectors`` as a kept state, its vectors copied (only for a state that is kept)."""
     return Stage(length, outcome, {name: v[k].detach().cpu().clone() for name, v in vectors.items()})
+
+
+@dataclass
+class _Climbing:
+    """Where each text of a climb stands: its stage's length, the updates in its stage and in all,
+    when it is next checked in the other dtypes, its kept stages, and the texts still climbing."""
+
+    length: list[int]
+    since: list[int]
+    used: list[int]
+    next_check: list[int]
+    passed: list[Stage | None]
+    current: list[Stage | None]  # the best state of the stage under way
+    failed: list[Stage | None]
+    active: list[int]
+
+    @classmethod
+    def start(cls, targets: list[list[int]], first: int) -> "_Climbing":
+        n = len(targets)
+        return cls([min(first, len(t)) for t in targets], [0] * n, [0] * n, [0] * n, [None] * n, [None] * n, [None] * n,
+                   list(range(n)))
+
+    def save(self, path, stamp: dict, params: dict[str, torch.Tensor], optimizer) -> None:
+        tensors = {f"param.{name}": p.detach().cpu() for name, p in params.items()}
+        tensors |= {f"optimizer.{key}": x.detach().cpu() for key, x in optimizer.state_dict().items()}
+        kept = {}
+        for kind in _KEPT:
+            kept[kind] = [None if s is None else {"length": s.length, "outcome": s.outcome.to_dict()} for s in getattr(self, kind)]
+            tensors |= {f"{kind}.{a}.{name}": v.clone() for a, s in enumerate(getattr(self, kind)) if s  # failed may be current
+                        for name, v in s.vectors.items()}
+        meta = {"stamp": stamp, "length": self.length, "since": self.since, "used": self.used,
+                "next_check": self.next_check, "active": self.active} | kept
+        save_atomic(path, {k: v.contiguous() for k, v in tensors.items()}, _FORMAT, meta)
+
+    @classmethod
+    def load(cls, path, stamp: dict, params: dict[str, torch.Tensor], optimizer) -> "_Climbing":
+        """The climb kept in ``path``, its vectors and optimiser state put back into ``params`` and
+        ``optimizer``; refused if it is another climb's."""
+        tensors, raw = read_safetensors(path, _FORMAT, "a progressive climb's state")
+        meta = json.loads(raw)
+        if meta["stamp"] != stamp:
+            raise PrototokensError(f"{path} holds the climb of other texts, settings or model; remove it to start over")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(tensors[f"param.{name}"])
+        optimizer.load_state_dict({k.removeprefix("optimizer."): v.to(next(iter(params.values())).device)
+                                   for k, v in tensors.items() if k.startswith("optimizer.")})
+        kept = {kind: [None if s is None else
+                       Stage(s["length"], Outcome(**s["outcome"]),
+                             {name: tensors[f"{kind}.{a}.{name}"] for name in params})
+                       for a, s in enumerate(meta[kind])] for kind in _KEPT}
+        return cls(meta["length"], meta["since"], meta["used"], meta["next_check"], active=meta["active"], **kept)
+
+
+_FORMAT = "prototokens.climb"
+_KEPT = ("passed", "current", "failed")

@@ -207,15 +207,18 @@ def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[in
 def grow_texts(lm: FrozenLM, run_folder: RunFolder, texts: list[Text], longest: int, *, recipe: Recipe,
                layout: Arrangement, batch_size: int, grow: int, stage_steps: int, progress: bool) -> None:
     """The progressive search, a batch of texts at a time: each text's records at its longest
-    exact prefix ("passed") and at the stage that failed ("failed"), written when its batch ends."""
+    exact prefix ("passed") and at the stage that failed ("failed"), written when its batch ends.
+    A batch under way keeps its climb in ``climb-<key of its texts>.safetensors`` as each stage
+    ends, so a sweep interrupted resumes mid-climb; the file goes once the batch is recorded."""
     for i in tqdm(range(0, len(texts), batch_size), desc="batches", disable=not progress):
         batch = [t for t in texts[i: i + batch_size]
                  if not {key_of(t.id, "progressive", end) for end in ("passed", "failed")} & run_folder.done]
         if not batch:
             continue
         started = time.perf_counter()
+        state = run_folder.folder / f"climb-{key_of(*(t.id for t in batch))}.safetensors"
         climbs = progressive(lm, [t.target_ids[:longest] for t in batch], layout=layout, recipe=recipe, grow=grow,
-                             stage_steps=stage_steps, progress=progress)
+                             stage_steps=stage_steps, state=state, progress=progress)
         seconds = time.perf_counter() - started
         for end in ("passed", "failed"):
             stages = [(t, getattr(c, end)) for t, c in zip(batch, climbs) if getattr(c, end)]
@@ -227,6 +230,7 @@ def grow_texts(lm: FrozenLM, run_folder: RunFolder, texts: list[Text], longest: 
                                    [key_of(t.id, "progressive", end) for t, _ in stages], layout=layout, seed=0,
                                    group=None, seconds=seconds):
                 run_folder.append(record | {"stage": end})
+        state.unlink()
 
 
 def attempt(lm: FrozenLM, run_folder: RunFolder, climbers: list[Climber], n: int, *, seeds: int, shared: bool,
