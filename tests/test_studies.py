@@ -1,5 +1,6 @@
 """The studies of proto-token space on the tiny model: each runs, resumes and reports."""
 
+import dataclasses
 import json
 
 import pytest
@@ -88,6 +89,32 @@ def test_connectivity_curves_are_rebuilt_and_checked_independently_from_the_file
     md, png = connectivity.report(tmp_path)
     assert "2 texts from" in md.read_text() and "N=4." in md.read_text() and png.stat().st_size > 0
     assert "training ended because" in md.read_text()
+    assert "t_samples" not in run.settings  # the paper's training is recorded as before these options
+
+
+def test_connectivity_can_draw_several_t_a_step_and_decay_the_controls_rate(tiny, tmp_path, source, monkeypatch):
+    rows, rates = [], []
+    evaluate = connectivity.evaluate
+
+    def counted(lm, layout, vectors, targets, *args):
+        rows.append(len(targets))
+        return evaluate(lm, layout, vectors, targets, *args)
+
+    class Adam(torch.optim.Adam):
+        def step(self, *args, **kwargs):
+            rates.append(self.param_groups[0]["lr"])
+            return super().step(*args, **kwargs)
+
+    monkeypatch.setattr(connectivity, "evaluate", counted)
+    monkeypatch.setattr(torch.optim, "Adam", Adam)
+    config = connectivity.Config(source=source, texts=2, length=4, recipe=RECIPE, control_steps=20, check_every=10,
+                                 points=3, t_samples=3, control_schedule="cosine", progress=False)
+    run = connectivity.run(tiny, config, tmp_path)
+    assert (run.settings["t_samples"], run.settings["control_schedule"]) == (3, "cosine")
+    assert rows.count(6) == len(rates) == 20  # each step: 2 texts at 3 values of t
+    assert rates[0] == config.control_lr and all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] < 0.01 * rates[0]
+    with pytest.raises(PrototokensError, match="control schedule"):
+        connectivity.run(tiny, dataclasses.replace(config, control_schedule="linear"), tmp_path / "bad")
 
 
 @pytest.mark.parametrize("worst, finished", [

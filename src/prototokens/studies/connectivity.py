@@ -9,7 +9,9 @@ the concatenated (e, m) space.
 The control points train until the worst point on every curve reaches ``goal`` or more training
 stops helping (``patience`` checks in a row do not raise the best mean worst point by 0.01), at
 most ``control_steps`` steps; the control of the best check is kept, and every check is
-recorded, so the record says what ended the training.
+recorded, so the record says what ended the training. The paper draws one t a step at a
+constant rate; ``t_samples`` draws several (a less noisy gradient) and ``control_schedule``
+"cosine" decays the rate to 0 at ``control_steps``.
 
 Files in the study folder: ``start``, ``end`` and ``control.proto.safetensors`` (ordinary
 proto-token files, so any point of any curve can be rebuilt and decoded independently) and
@@ -21,6 +23,7 @@ training resumes from it (with fresh Adam moments).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +36,11 @@ from ..model import FrozenLM
 from ..optimize import evaluate
 from ..proto import ProtoTokens, load
 from ..records import RunFolder, key_of, read_records
-from .common import SampledConfig, option, read_config, sample, save_config, write_markdown
+from .common import SampledConfig, names, option, read_config, sample, save_config, write_markdown
 
 NAME, HELP = "connectivity", "line and trained Bezier curve between two solutions (Fig. 7)"
 END_SEED = 1000  # the second endpoint's seeds start here, far from the first's
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(kw_only=True)
@@ -50,6 +54,9 @@ class Config(SampledConfig):
     patience: int = option(4, "... or when this many checks in a row do not beat the best mean worst point by 0.01",
                            positive=True, cli=False)
     points: int = option(21, "points evaluated along each path", positive=True)
+    t_samples: int = option(1, "values of t drawn per text at each control step (the paper draws one)", positive=True)
+    control_schedule: str = option("constant", "the control's learning rate: constant, or cosine down to 0 at "
+                                   "control_steps", choices=SCHEDULES)
 
 
 def bezier(p1: torch.Tensor, c: torch.Tensor, p2: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -79,16 +86,20 @@ def accuracy_at(lm: FrozenLM, layout, points: torch.Tensor, targets: list[list[i
 
 def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
     """Endpoints, trained control points and accuracy along line and curve, into ``folder`` (resumed)."""
+    names([config.control_schedule], SCHEDULES, "control schedule")
     save_config(folder, NAME, config)
     texts = sample(lm, config, config.texts, config.length)
     targets, text_ids = [t.target_ids for t in texts], [t.id for t in texts]
     folder, recipe, layout, lay = Path(folder), config.recipe, config.layout, get_layout(config.layout)
     points = config.points
+    # as folders made before these options were (the paper's one t a step, a constant rate) record them: not at all
+    training = {k: getattr(config, k) for k, paper in (("t_samples", 1), ("control_schedule", "constant"))
+                if getattr(config, k) != paper}
     run_folder = RunFolder(folder, {"study": "connectivity", "model": lm.name, "fingerprint": lm.fingerprint,
                                     "source": config.source, "texts": text_ids, "layout": layout,
                                     "recipe": recipe.to_dict(), "points": points,
                                     **{k: getattr(config, k) for k in ("control_steps", "control_lr", "check_every",
-                                                                       "goal", "patience")}})
+                                                                       "goal", "patience")}} | training)
     keys = [key_of(t) for t in text_ids]
     if all(k in run_folder.done for k in keys):
         return run_folder
@@ -119,8 +130,9 @@ def worst_on_curve(lm, layout, p1, c, p2, targets, points: int) -> list[float]:
 
 
 def _train_control(lm, layout, ends, p1, p2, targets, config: Config, path: Path) -> tuple[torch.Tensor, list[dict]]:
-    """Adam on c from the midpoint, each step each text at its own t ~ U[0, 1], checked every
-    ``check_every`` steps until the goal, the patience or the step budget ends it. Returns the
+    """Adam on c from the midpoint, each step each text at ``t_samples`` values of t ~ U[0, 1]
+    (the mean of their objectives), the rate constant or decaying along ``control_steps``, checked
+    every ``check_every`` steps until the goal, the patience or the step budget ends it. Returns the
     control kept (the check with the highest mean worst point) and every check; resumes from
     ``path``, which holds the kept control (with fresh Adam moments)."""
     if path.exists():
@@ -139,12 +151,16 @@ def _train_control(lm, layout, ends, p1, p2, targets, config: Config, path: Path
                desc="control points", leave=False)
     while not _finished(history, config):
         steps = min(config.check_every, config.control_steps - history[-1]["step"])
-        for _ in range(steps):
-            t = torch.rand(len(targets), generator=g).to(lm.device)
-            point = bezier(p1, c, p2, t)
-            objective = evaluate(lm, layout, {"e": point[:, 0], "m": point[:, 1]}, targets).objective
+        k = config.t_samples
+        for step in range(history[-1]["step"], history[-1]["step"] + steps):
+            if config.control_schedule == "cosine":
+                adam.param_groups[0]["lr"] = config.control_lr * (1 + math.cos(math.pi * step / config.control_steps)) / 2
+            t = torch.rand(len(targets) * k, generator=g).to(lm.device)  # text i's draws: rows i*k .. i*k+k-1
+            point = bezier(p1.repeat_interleave(k, 0), c.repeat_interleave(k, 0), p2.repeat_interleave(k, 0), t)
+            objective = evaluate(lm, layout, {"e": point[:, 0], "m": point[:, 1]},
+                                 [ids for ids in targets for _ in range(k)]).objective
             adam.zero_grad()
-            objective.sum().backward()
+            (objective.sum() / k).backward()
             adam.step()
             bar.update()
         history.append({"step": history[-1]["step"] + steps,
@@ -230,6 +246,12 @@ def plot(records: list[dict], settings: dict, path: Path) -> Path:
     return path
 
 
+def _training(settings: dict) -> str:
+    k, schedule = settings.get("t_samples", 1), settings.get("control_schedule", "constant")
+    return (f"Adam at lr {settings['control_lr']:g} ({'constant' if schedule == 'constant' else 'cosine down to 0'}), "
+            f"{k} value{'s' if k > 1 else ''} of t per text a step")
+
+
 def report(folder) -> list[Path]:
     """connectivity.md and the plot from the records."""
     folder = Path(folder)
@@ -237,6 +259,7 @@ def report(folder) -> list[Path]:
     records = read_records(folder / "records.jsonl")
     path = plot(records, settings, folder / "connectivity.png")
     body = (f"# Connectivity (Fig. 7)\n\n{settings['model']}, {len(settings['texts'])} texts from {settings['source']}, "
-            f"N={read_config(folder)['config']['length']}.\n\n" + table(records) + "\n" + verdict(records, settings)
+            f"N={read_config(folder)['config']['length']}. The control's training: {_training(settings)}.\n\n"
+            + table(records) + "\n" + verdict(records, settings)
             + f"\n![connectivity]({path.name})\n")
     return [write_markdown(folder, NAME, body), path]
