@@ -1,12 +1,16 @@
-"""Cost of one optimiser step (forward + backward over the layout) in fp32 against bf16 weights,
-side by side: the two models alternate repetition by repetition, so machine noise hits both.
+"""Cost of one optimiser step (forward + backward over the layout) in fp32 against other ways
+of computing it, side by side: the variants alternate repetition by repetition, so machine noise
+hits all of them. Variants: ``bfloat16`` (bf16 weights), ``compiled`` (fp32 under
+torch.compile; its compile time is reported apart). Each row also gives the cost of a batch
+against one text in fp32, the price of encoding several starts of a text at once.
 
-    .venv/bin/python bench/step.py [--lengths 32,64,128] [--batches 1,4] [--repeats 5]
+    .venv/bin/python bench/step.py [--lengths 32,64,128] [--batches 1,4] [--repeats 5] [--variants bfloat16,compiled]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -27,32 +31,52 @@ def step_seconds(lm, layout, n: int, batch: int) -> float:
     return time.perf_counter() - started
 
 
+def variant(name: str, fp32):
+    """The model a variant computes with (fp32 weights compiled, or another dtype's weights)."""
+    if name != "compiled":
+        return pt.load_model(dtype=name)
+    lm = copy.copy(fp32)
+    lm.model = torch.compile(fp32.model, dynamic=False)
+    return lm
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lengths", default="32,64,128")
     p.add_argument("--batches", default="1,4")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--variants", default="bfloat16", help="compared with float32: bfloat16, compiled (comma-separated)")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     args = p.parse_args()
-    models = {dtype: pt.load_model(dtype=dtype) for dtype in ("float32", "bfloat16")}
+    fp32 = pt.load_model(dtype="float32")
+    models = {"float32": fp32} | {name: variant(name, fp32) for name in args.variants.split(",")}
     layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
-    rows = []
-    print(f"torch threads {torch.get_num_threads()}; medians of {args.repeats} after a warm-up")
-    print(f"{'N':>4} {'batch':>5} {'fp32 s':>8} {'bf16 s':>8} {'fp32/bf16':>9}")
+    rows, base, warmup = [], {}, {}
+    print(f"torch threads {torch.get_num_threads()}; medians of {args.repeats} after a warm-up; "
+          "speed-up: float32 s / variant s; batch cost: float32 s / float32 s at batch 1")
+    print(f"{'N':>4} {'batch':>5} " + " ".join(f"{name + ' s':>12}" for name in models)
+          + " " + " ".join(f"{name + ' x':>12}" for name in models if name != "float32") + f" {'batch cost':>10}")
     for n in map(int, args.lengths.split(",")):
         for batch in map(int, args.batches.split(",")):
-            times = {dtype: [] for dtype in models}
+            times = {name: [] for name in models}
             for rep in range(args.repeats + 1):
-                for dtype, lm in models.items():
+                for name, lm in models.items():
                     seconds = step_seconds(lm, layout, n, batch)
                     if rep:
-                        times[dtype].append(seconds)
-            med = {dtype: statistics.median(t) for dtype, t in times.items()}
-            rows.append({"n_tokens": n, "batch": batch, "seconds": times, "ratio": med["float32"] / med["bfloat16"]})
-            print(f"{n:>4} {batch:>5} {med['float32']:>8.3f} {med['bfloat16']:>8.3f} {rows[-1]['ratio']:>9.2f}", flush=True)
+                        times[name].append(seconds)
+                    else:
+                        warmup[f"{name}-{n}-{batch}"] = seconds  # torch.compile compiles here, for each new shape
+            med = {name: statistics.median(t) for name, t in times.items()}
+            base.setdefault(n, med["float32"] / batch)  # per text, at the first batch size listed (1 by default)
+            rows.append({"n_tokens": n, "batch": batch, "seconds": times,
+                         "speedup": {name: med["float32"] / med[name] for name in models if name != "float32"},
+                         "batch_cost": med["float32"] / base[n]})
+            print(f"{n:>4} {batch:>5} " + " ".join(f"{med[name]:>12.3f}" for name in models) + " "
+                  + " ".join(f"{x:>12.2f}" for x in rows[-1]["speedup"].values()) + f" {rows[-1]['batch_cost']:>10.2f}",
+                  flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / "step-cpu.json"
-    out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=1))
+    out = args.out / f"step-cpu-{args.variants.replace(',', '-')}.json"
+    out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows, "first_step_seconds": warmup}, indent=1))
     print(f"wrote {out}")
 
 
