@@ -14,6 +14,9 @@ if [[ $what == all || $what == studies ]]; then
   $pt study sharing      -o results/studies/sharing --texts 8 --length 16 --sizes 1,4 --vectors m,e --seeds 2 --steps 500 -q
   # connectivity, probe, locality and geometry ran with `fast` v3 (their proto files are committed)
   $pt study connectivity -o results/studies/connectivity --texts 3 --length 16 --control-steps 5000 -q
+  # the same endpoints (copy start/end.proto.safetensors into the new folder first), a stronger control training
+  $pt study connectivity -o results/studies/connectivity-t2-cosine --texts 3 --length 16 --control-steps 1500 \
+      --t-samples 2 --control-schedule cosine -q
   $pt study probe results/studies/connectivity/start.proto.safetensors -o results/studies/probe
   $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 -q
   $pt study geometry results/studies/locality/context-*.proto.safetensors -o results/studies/geometry

@@ -25,8 +25,9 @@ def default():
     return prototokens.load_model(device="cpu")
 
 
-def test_connectivity_curves_decode_from_the_committed_files_as_recorded(default):
-    folder = STUDIES / "connectivity"
+@pytest.mark.parametrize("name", ["connectivity", "connectivity-t2-cosine"])
+def test_connectivity_curves_decode_from_the_committed_files_as_recorded(default, name):
+    folder = STUDIES / name
     start, end, control = (load(folder / f"{n}.proto.safetensors", default) for n in ("start", "end", "control"))
     for i, record in enumerate(read_records(folder / "records.jsonl")):
         targets = start.texts[i].target_ids
