@@ -61,11 +61,13 @@ class RowAdamW:
             p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * (ea[rows] / (1 - b1 ** tr)) / denom
             p.grad = None
 
+    STATE = ("exp_avg", "exp_avg_sq", "t")  # per parameter
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"{kind}.{i}": x for kind in ("exp_avg", "exp_avg_sq", "t") for i, x in enumerate(getattr(self, kind))}
+        return {f"{kind}.{i}": x for kind in self.STATE for i, x in enumerate(getattr(self, kind))}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for kind in ("exp_avg", "exp_avg_sq", "t"):
+        for kind in self.STATE:
             for i, x in enumerate(getattr(self, kind)):
                 x.copy_(state[f"{kind}.{i}"])
 

@@ -41,6 +41,7 @@ from .common import SampledConfig, names, option, read_config, sample, save_conf
 NAME, HELP = "connectivity", "line and trained Bezier curve between two solutions (Fig. 7)"
 END_SEED = 1000  # the second endpoint's seeds start here, far from the first's
 SCHEDULES = ("constant", "cosine")
+PAPER_TRAINING = {"t_samples": 1, "control_schedule": "constant"}  # one t per text a step, a constant rate
 
 
 @dataclass(kw_only=True)
@@ -92,9 +93,8 @@ def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
     targets, text_ids = [t.target_ids for t in texts], [t.id for t in texts]
     folder, recipe, layout, lay = Path(folder), config.recipe, config.layout, get_layout(config.layout)
     points = config.points
-    # as folders made before these options were (the paper's one t a step, a constant rate) record them: not at all
-    training = {k: getattr(config, k) for k, paper in (("t_samples", 1), ("control_schedule", "constant"))
-                if getattr(config, k) != paper}
+    # recorded only where it is not the paper's, as in the folders made before these options
+    training = {k: getattr(config, k) for k, paper in PAPER_TRAINING.items() if getattr(config, k) != paper}
     run_folder = RunFolder(folder, {"study": "connectivity", "model": lm.name, "fingerprint": lm.fingerprint,
                                     "source": config.source, "texts": text_ids, "layout": layout,
                                     "recipe": recipe.to_dict(), "points": points,
@@ -149,9 +149,9 @@ def _train_control(lm, layout, ends, p1, p2, targets, config: Config, path: Path
     g = torch.Generator().manual_seed(history[-1]["step"])
     bar = tqdm(total=config.control_steps, initial=history[-1]["step"], disable=not config.progress,
                desc="control points", leave=False)
+    k = config.t_samples
     while not _finished(history, config):
         steps = min(config.check_every, config.control_steps - history[-1]["step"])
-        k = config.t_samples
         for step in range(history[-1]["step"], history[-1]["step"] + steps):
             if config.control_schedule == "cosine":
                 adam.param_groups[0]["lr"] = config.control_lr * (1 + math.cos(math.pi * step / config.control_steps)) / 2
@@ -247,7 +247,7 @@ def plot(records: list[dict], settings: dict, path: Path) -> Path:
 
 
 def _training(settings: dict) -> str:
-    k, schedule = settings.get("t_samples", 1), settings.get("control_schedule", "constant")
+    k, schedule = (settings.get(key, paper) for key, paper in PAPER_TRAINING.items())
     return (f"Adam at lr {settings['control_lr']:g} ({'constant' if schedule == 'constant' else 'cosine down to 0'}), "
             f"{k} value{'s' if k > 1 else ''} of t per text a step")
 
