@@ -26,11 +26,12 @@ AUSTEN = "It is a truth universally acknowledged, that a single man in possessio
 
 
 def value(key: str, text: str):
-    """A recipe field's value from KEY=VALUE text: tuples for betas and check_dtypes, None, numbers, else the text."""
+    """A recipe field's value from KEY=VALUE text: tuples for betas and check_dtypes, None,
+    booleans, numbers, else the text."""
     if key in ("betas", "check_dtypes"):
         return tuple(float(x) if key == "betas" else x for x in text.split(",") if x)
-    if text == "none":
-        return None
+    if text in ("none", "true", "false"):
+        return {"none": None, "true": True, "false": False}[text]
     for kind in (int, float):
         try:
             return kind(text)

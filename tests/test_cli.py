@@ -97,7 +97,8 @@ def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tin
     assert not (tmp_path / "o.proto.safetensors").exists()
 
 
-@pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--steps", "-1"], ["--steps", "1.5"], ["--init", "zeros"]])
+@pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@9"], ["--steps", "-1"],
+                                    ["--steps", "1.5"], ["--init", "zeros"]])
 def test_unknown_option_values_are_refused_by_the_parser(capsys, option):
     with pytest.raises(SystemExit) as exit_:
         main(["encode", "abc", *option])

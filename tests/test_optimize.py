@@ -1,5 +1,7 @@
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,6 +176,20 @@ def test_a_recipe_names_its_version_and_old_records_without_one_still_match():
     assert Recipe.from_dict(fast.to_dict()) == fast
 
 
+@pytest.mark.parametrize("version, run", [(1, "studies/arrangements/study.json"), (2, "capacity/books/run.json"),
+                                          (3, "studies/locality-n32/study.json")])
+def test_an_earlier_version_of_a_preset_is_the_one_its_committed_runs_recorded(version, run):
+    recorded = json.loads((Path(__file__).parents[1] / "results" / run).read_text())
+    recorded = recorded.get("config", recorded)["recipe"]
+    assert same_recipe(recorded, get_recipe(f"fast@{version}").to_dict())
+    assert get_recipe(f"fast@{version}").label == f"fast v{version}"
+    assert get_recipe("fast@3") == get_recipe("fast")
+    for bad, message in (("fast@9", "recipe fast has no version '9'; it has: 1, 2, 3"),
+                         ("paper@2", "recipe paper has no version '2'; it has: 1"), ("slow@1", "unknown recipe 'slow@1'")):
+        with pytest.raises(PrototokensError, match=message):
+            get_recipe(bad)
+
+
 def test_the_cosine_ends_at_the_floor_and_a_temperature_sharpens_only_the_objective(tiny):
     recipe = get_recipe("fast").with_overrides(lr_floor=0.01, warmup=10, max_steps=110)
     assert recipe.lr_at(5) == pytest.approx(recipe.lr * 5 / 11) and recipe.lr_at(10 + 100) == pytest.approx(recipe.lr * 0.01)
@@ -249,3 +265,38 @@ def test_a_text_exact_in_float32_but_not_in_bfloat16_is_not_reported_solved(tiny
     assert optimize(lm, target, recipe=recipe, progress=False).outcomes[0].status == "solved"
     checked = optimize(lm, target, recipe=recipe.with_overrides(check_dtypes=("float32", "bfloat16")), progress=False)
     assert checked.outcomes[0].status == "unsolved" and checked.outcomes[0].accuracy == 1.0
+
+
+def test_polish_trains_an_exact_text_through_its_other_check_dtypes_until_all_write_it(tiny_path, other_tiny_path,
+                                                                                         monkeypatch):
+    import importlib
+
+    from prototokens import load_model
+
+    lm = load_model(tiny_path, device="cpu")
+    # the compute dtype (bf16) stands for weights that write something else than the fp32 ones:
+    # another random model; its solution passes the fp32 check only by chance
+    lm._twins = {torch.float32: lm, torch.bfloat16: load_model(other_tiny_path, device="cpu", dtype="bfloat16")}
+    module = importlib.import_module("prototokens.optimize")
+    calls, evaluate = [], module.evaluate
+
+    def spy(model, layout, vectors, targets, *args):
+        scores = evaluate(model, layout, vectors, targets, *args)
+        calls.append((model.dtype, vectors["m"].requires_grad, float(scores.accuracy.min())))
+        return scores
+
+    monkeypatch.setattr(module, "evaluate", spy)
+    target = [ids(lm, "Alice was")]
+    recipe = RECIPE.with_overrides(lr=0.02, dtype="bfloat16", check_dtypes=("float32",), max_steps=300, patience=100,
+                                   polish=True)
+    proto = encode_ids(lm, target, recipe=recipe, restarts=3, progress=False)
+    assert proto.texts[0].status == "solved" and proto.recipe["polish"]
+    assert decode_ids(lm, proto) == target
+    trained = [k for k, (dtype, grad, _) in enumerate(calls) if dtype == torch.float32 and grad]
+    first_exact = next(k for k, (dtype, _, acc) in enumerate(calls) if dtype == torch.bfloat16 and acc == 1.0)
+    # fp32 trains a text from the step after it is first exact in bf16, beside that step's bf16 pass
+    assert trained and trained[0] > first_exact and calls[trained[0] - 1][:2] == (torch.bfloat16, True)
+    assert sum(dtype == torch.bfloat16 for dtype, _, _ in calls[first_exact + 1:trained[0]]) == 1
+    calls.clear()
+    optimize(lm, target, recipe=recipe.with_overrides(polish=False), progress=False)
+    assert not any(dtype == torch.float32 and grad for dtype, grad, _ in calls)

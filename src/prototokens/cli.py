@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, LAYOUTS
 from .model import DEFAULT_MODEL, DTYPES
-from .recipe import DEFAULT_RECIPE, INITS, RECIPES
+from .recipe import DEFAULT_RECIPE, INITS, RECIPES, get_recipe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def recipe_options(q):
         q.add_argument("--layout", default=DEFAULT_LAYOUT, choices=list(LAYOUTS))
-        q.add_argument("--recipe", choices=list(RECIPES), help=f"default {DEFAULT_RECIPE} (cramming with --mem)")
+        q.add_argument("--recipe", type=_recipe, help=f"{', '.join(RECIPES)}; NAME@VERSION for an earlier version, "
+                       f"e.g. to resume a run it started (default {DEFAULT_RECIPE}; cramming with --mem)")
         q.add_argument("--steps", type=_whole_int, help="most optimisation steps per seed (0, with --init encoder:PATH: the encoder's guess as it is)")
         q.add_argument("--lr", type=float, help="learning rate")
         q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
@@ -192,6 +193,14 @@ def _whole_int(value: str) -> int:
     if not value.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
     return int(value)
+
+
+def _recipe(value: str) -> str:
+    try:
+        get_recipe(value)
+    except PrototokensError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
 
 
 def _init(value: str) -> str:

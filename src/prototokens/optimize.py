@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, Arrangement, resolve_layout
-from .model import DTYPES, FrozenLM
+from .model import DTYPES, FrozenLM, native_bf16
 from .optimizers import get_optimizer
 from .outcome import FAILED, SOLVED, UNSOLVED, Outcome
 from .recipe import DEFAULT_RECIPE, Recipe, get_recipe
@@ -165,6 +165,10 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
     compute = lm.in_dtype(recipe.dtype)
     checks = [lm.in_dtype(d) for d in recipe.check_dtypes if DTYPES[d] != compute.dtype]
+    # what a group exact in the compute dtype also trains through (recipe.polish): the check
+    # dtypes the hardware computes natively (an emulated bf16 step costs several fp32 ones)
+    polish = [c for c in checks if c.dtype == torch.float32 or native_bf16(c.device)] if recipe.polish else []
+    polishing = set()  # groups (by first member) exact in the compute dtype at least once
     next_check = {}  # group -> first step at which its decode is checked again after a miss
     active = list(range(len(rows)))  # positions in ``rows``
     groups = [active] if shared else [[a] for a in active]
@@ -177,7 +181,9 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
         scores = evaluate(compute, layout, vectors, [targets[rows[a]] for a in active], recipe.first_weight,
                           recipe.temperature)
-        finite = torch.isfinite(scores.objective.detach())
+        objective = _polished(scores.objective, polish, polishing, groups, active, layout, vectors,
+                              [targets[rows[a]] for a in active], recipe)
+        finite = torch.isfinite(objective.detach())
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
         for k, a in enumerate(active):
             best.outcomes[rows[a]].total_steps += 1 if step else 0
@@ -192,6 +198,8 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
                     best.outcomes[rows[a]].status = FAILED
                 stopped.update(group)
                 continue
+            if all(acc[k] == 1.0 for k in ks):
+                polishing.add(group[0])
             solved = all(_solved(acc[k], margin[k], recipe) for k in ks)
             if solved and checks:  # exact in the compute dtype; is it in every dtype it must decode in?
                 found = None
@@ -217,11 +225,25 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
             break
         # backward and update, for the texts still going
         keep = [k for k, a in enumerate(active) if a not in stopped]
-        scores.objective[keep].sum().backward()
+        objective[keep].sum().backward()
         optimizer.step([_param_rows(idx[keep], p).unique() for p in params.values()])
         active = [active[k] for k in keep]
         bar.update()
     bar.close()
+
+
+def _polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe) -> torch.Tensor:
+    """``objective`` plus, for the texts of the groups in ``polishing``, the objective of one
+    pass through each model in ``polish``."""
+    ks = [k for g in groups if g[0] in polishing for k, a in enumerate(active) if a in g]
+    if not (polish and ks):
+        return objective
+    at = torch.tensor(ks, device=objective.device)
+    mine = {n: v[at] for n, v in vectors.items()}
+    for lm in polish:
+        extra = evaluate(lm, layout, mine, [targets[k] for k in ks], recipe.first_weight, recipe.temperature)
+        objective = objective.index_add(0, at, extra.objective)
+    return objective
 
 
 @torch.no_grad()

@@ -50,6 +50,11 @@ class Recipe:
     # it exactly, with every target leading by ``margin`` there too, so its file decodes the
     # same in float32 and bfloat16
     check_dtypes: tuple[str, ...] = ()
+    # once one pass in the compute dtype writes a text exactly, its objective adds the
+    # cross-entropy of one pass in each other check dtype the hardware computes natively, so the
+    # optimiser aims at what the stop asks for (exact in every check dtype) instead of hoping
+    # the compute dtype's solution carries over
+    polish: bool = False
     temperature: float = 1.0  # the objective's cross-entropy is taken on logits / temperature
     lr_floor: float = 0.05  # the cosine schedule ends at lr * lr_floor
 
@@ -135,12 +140,26 @@ RECIPES = {
                           init="uniform-0.02", schedule="cosine", warmup=100, lr_floor=0.01),
 }
 DEFAULT_RECIPE = "fast"
+# what each earlier version of a preset set otherwise, so that NAME@VERSION (fast@3) rebuilds it:
+# a run started under an old version resumes with it after the preset has moved on
+EARLIER = {"fast": {
+    2: {"dtype": "float32", "check_dtypes": (), "margin": 0.0},
+    1: {"dtype": "float32", "check_dtypes": (), "margin": 0.0, "lr": 1e-2},
+}}
 
 
 def get_recipe(recipe: "str | Recipe") -> Recipe:
+    """A preset by name, NAME@VERSION for an earlier version of it, or a Recipe as it is."""
     if isinstance(recipe, Recipe):
         return recipe
-    try:
-        return RECIPES[recipe]
-    except KeyError:
-        raise PrototokensError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}") from None
+    name, _, version = recipe.partition("@")
+    if name not in RECIPES:
+        raise PrototokensError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)} (NAME@VERSION for an earlier version)")
+    preset = RECIPES[name]
+    if not version or version == str(preset.version):
+        return preset
+    earlier = EARLIER.get(name, {})
+    if not version.isdigit() or int(version) not in earlier:
+        known = ", ".join(map(str, sorted([*earlier, preset.version])))
+        raise PrototokensError(f"recipe {name} has no version {version!r}; it has: {known}")
+    return replace(preset, version=int(version), **earlier[int(version)])
