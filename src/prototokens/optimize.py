@@ -179,10 +179,9 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         # forward: the active texts only
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
-        scores = evaluate(compute, layout, vectors, [targets[rows[a]] for a in active], recipe.first_weight,
-                          recipe.temperature)
-        objective = _polished(scores.objective, polish, polishing, groups, active, layout, vectors,
-                              [targets[rows[a]] for a in active], recipe)
+        texts = [targets[rows[a]] for a in active]
+        scores = evaluate(compute, layout, vectors, texts, recipe.first_weight, recipe.temperature)
+        objective = _polished(scores.objective, polish, polishing, groups, active, layout, vectors, texts, recipe)
         finite = torch.isfinite(objective.detach())
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
         for k, a in enumerate(active):
