@@ -44,15 +44,15 @@ HELDOUT = [
 ]
 
 
-def texts_for(lm, spec: str, n: int) -> list[tuple[str, str]]:
-    """(name, text) pairs: each source's passages cut to n tokens and detokenised."""
+def texts_for(lm, spec: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(name, text) pairs: each source's passages (sampled with ``seed``) cut to n tokens and detokenised."""
     out = []
     for part in spec.split(","):
         source, _, k = part.rpartition(":")
         if source == "heldout":
             ids = [lm.tokenize(t)[:n] for t in HELDOUT[: int(k)]]
         else:
-            ids = [p.target_ids for p in sample_passages(lm, source, int(k), n, seed=0)]
+            ids = [p.target_ids for p in sample_passages(lm, source, int(k), n, seed=seed)]
         out += [(f"{source}-{i}", lm.detokenize(t)) for i, t in enumerate(ids)]
     return out
 

@@ -4,7 +4,8 @@
 
 KEY is a Recipe field (lr, betas=0.9,0.99, max_steps, warmup, margin, temperature, lr_floor,
 patience=none, dtype, ...) or: recipe (the base preset, default fast), n (tokens, 64), texts
-(sources as bench/latency.py takes them, default books:2,generated:1,heldout:1), seed (first
+(sources as bench/latency.py takes them, default books:2,generated:1,heldout:1), passages (the
+seed that samples them, 0), seed (first
 optimiser seed, 0), restarts (seeds per text, 2).
 
 All texts run in one ``optimize`` call; a text's steps do not depend on its batch, so each
@@ -35,11 +36,12 @@ def main():
     name, options = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
     n, spec = int(options.pop("n", 64)), options.pop("texts", "books:2,generated:1,heldout:1")
     seed, restarts = int(options.pop("seed", 0)), int(options.pop("restarts", 2))
+    passages = int(options.pop("passages", 0))
     base = pt.get_recipe(options.pop("recipe", "fast"))
     recipe = dataclasses.replace(base, name=f"{base.name}+{name}", **{k: value(k, v) for k, v in options.items()})
     lm = pt.load_model(dtype="float32")
     layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
-    texts = texts_for(lm, spec, n)
+    texts = texts_for(lm, spec, n, passages)
     targets = [lm.tokenize(t)[:n] for _, t in texts]
     started = time.perf_counter()
     fit = pt.optimize(lm, targets, recipe=recipe, seed=seed, restarts=restarts, progress=False, trajectory=True)
@@ -57,7 +59,7 @@ def main():
         print(f"{label}: {o.status} acc {o.accuracy:.3f} margin {o.margin:.2f} steps {o.steps} total {o.total_steps} "
               f"| fp32 {decode['float32']['accuracy']:.3f} bf16 {decode['bfloat16']['accuracy']:.3f}", flush=True)
     costs = sorted(r["total_steps"] if r["status"] == "solved" else float("inf") for r in rows)
-    summary = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "n": n, "texts": spec,
+    summary = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "n": n, "texts": spec, "passages": passages,
                "restarts": restarts, "seed": seed, "threads": torch.get_num_threads(), "wall_seconds": wall,
                "solved": sum(r["status"] == "solved" for r in rows), "median_total_steps": statistics.median(costs),
                "rows": rows}

@@ -297,6 +297,9 @@ def test_polish_trains_an_exact_text_through_its_other_check_dtypes_until_all_wr
     # fp32 trains a text from the step after it is first exact in bf16, beside that step's bf16 pass
     assert trained and trained[0] > first_exact and calls[trained[0] - 1][:2] == (torch.bfloat16, True)
     assert sum(dtype == torch.bfloat16 for dtype, _, _ in calls[first_exact + 1:trained[0]]) == 1
+    # a step that trains through fp32 reads its fp32 check off that pass: no separate check pass
+    steps = list(zip(calls, calls[1:]))
+    assert not any(a[:2] == (torch.float32, True) and b[:2] == (torch.float32, False) for a, b in steps)
     calls.clear()
     optimize(lm, target, recipe=recipe.with_overrides(polish=False), progress=False)
     assert not any(dtype == torch.float32 and grad for dtype, grad, _ in calls)

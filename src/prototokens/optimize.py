@@ -181,7 +181,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
         texts = [targets[rows[a]] for a in active]
         scores = evaluate(compute, layout, vectors, texts, recipe.first_weight, recipe.temperature)
-        objective = _polished(scores.objective, polish, polishing, groups, active, layout, vectors, texts, recipe)
+        objective, seen = _polished(scores.objective, polish, polishing, groups, active, layout, vectors, texts, recipe)
         finite = torch.isfinite(objective.detach())
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
         for k, a in enumerate(active):
@@ -202,9 +202,10 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
             solved = all(_solved(acc[k], margin[k], recipe) for k in ks)
             if solved and checks:  # exact in the compute dtype; is it in every dtype it must decode in?
                 found = None
-                if step >= next_check.get(group[0], 0):
+                known = {c: [seen[c][k] for k in ks] for c in seen if all(k in seen[c] for k in ks)}
+                if len(known) == len(checks) or step >= next_check.get(group[0], 0):
                     found = _margins_everywhere(checks, layout, {n: v[ks].detach() for n, v in vectors.items()},
-                                                [targets[rows[a]] for a in group], recipe)
+                                                [targets[rows[a]] for a in group], recipe, known)
                     next_check[group[0]] = step + RECHECK
                 solved = found is not None
                 for k, g in zip(ks, found or []):
@@ -231,30 +232,37 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     bar.close()
 
 
-def _polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe) -> torch.Tensor:
+def _polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe):
     """``objective`` plus, for the texts of the groups in ``polishing``, the objective of one
-    pass through each model in ``polish``."""
+    pass through each model in ``polish``; and what those passes read, per model and text
+    (position in ``active``): (accuracy, margin), this step's check in that dtype for free."""
     ks = [k for g in groups if g[0] in polishing for k, a in enumerate(active) if a in g]
     if not (polish and ks):
-        return objective
+        return objective, {}
     at = torch.tensor(ks, device=objective.device)
     mine = {n: v[at] for n, v in vectors.items()}
+    seen = {}
     for lm in polish:
         extra = evaluate(lm, layout, mine, [targets[k] for k in ks], recipe.first_weight, recipe.temperature)
         objective = objective.index_add(0, at, extra.objective)
-    return objective
+        seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))
+    return objective, seen
 
 
 @torch.no_grad()
 def _margins_everywhere(checks: list[FrozenLM], layout: Arrangement, vectors: dict, targets: list[list[int]],
-                        recipe: Recipe) -> list[float] | None:
-    """Each text's smallest margin over one forward pass of every model in ``checks``, or None
-    if any of them misses a target or the recipe's margin."""
+                        recipe: Recipe, known: dict | None = None) -> list[float] | None:
+    """Each text's smallest margin over one forward pass of every model in ``checks`` (or its
+    (accuracy, margin) per text in ``known``, read this step), or None if any of them misses a
+    target or the recipe's margin."""
     found = None
     for lm in checks:
-        scores = evaluate(lm, layout, vectors, targets)
-        margins = scores.margin.tolist()
-        if not all(_solved(a, g, recipe) for a, g in zip(scores.accuracy.tolist(), margins)):
+        if lm in (known or {}):
+            accuracy, margins = (list(x) for x in zip(*known[lm]))
+        else:
+            scores = evaluate(lm, layout, vectors, targets)
+            accuracy, margins = scores.accuracy.tolist(), scores.margin.tolist()
+        if not all(_solved(a, g, recipe) for a, g in zip(accuracy, margins)):
             return None
         found = margins if found is None else [min(a, b) for a, b in zip(found, margins)]
     return found
