@@ -13,30 +13,30 @@ if [[ $what == all || $what == studies ]]; then
   $pt study arrangements -o results/studies/arrangements --texts 4 --max-length 16 -q
   $pt study sharing      -o results/studies/sharing --texts 8 --length 16 --sizes 1,4 --vectors m,e --seeds 2 --steps 500 -q
   # connectivity, probe, locality and geometry ran with `fast` v3 (their proto files are committed)
-  $pt study connectivity -o results/studies/connectivity --texts 3 --length 16 --control-steps 5000 -q
+  $pt study connectivity -o results/studies/connectivity --texts 3 --length 16 --control-steps 5000 --recipe fast@3 -q
   # the same endpoints (copy start/end.proto.safetensors into the new folder first), a stronger control training
   $pt study connectivity -o results/studies/connectivity-t2-cosine --texts 3 --length 16 --control-steps 1500 \
-      --t-samples 2 --control-schedule cosine -q
-  $pt study probe results/studies/connectivity/start.proto.safetensors -o results/studies/probe
-  $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 -q
-  $pt study geometry results/studies/locality/context-*.proto.safetensors -o results/studies/geometry
+      --t-samples 2 --control-schedule cosine --recipe fast@3 -q
+  $pt study probe results/studies/connectivity/start.proto.safetensors -o results/studies/probe --recipe fast@3
+  $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 --recipe fast@3 -q
+  $pt study geometry results/studies/locality/context-*.proto.safetensors -o results/studies/geometry --recipe fast@3
   # locality at the scale of issue 18 (>= 100 pairs of each kind at N = 32): under way, resumes
-  $pt study locality     -o results/studies/locality-n32 --contexts 10 --texts 3 --seeds 5 --length 32 -q
+  $pt study locality     -o results/studies/locality-n32 --contexts 10 --texts 3 --seeds 5 --length 32 --recipe fast@3 -q
 fi
 
 if [[ $what == all || $what == capacity ]]; then
   # 3 texts a source, up to 128 tokens; one-step with the default recipe (fast), 3 seeds a length;
   # cramming with Kuratov et al.'s recipe cut to 1000 steps a seed, 2 seeds a length; the one-step
-  # runs used `fast` with lr 3e-2, as today
+  # runs used `fast` v2 (lr 3e-2, fp32, no dtype check), hence --recipe fast@2
   common=(--texts 3 --max-length 128 -q)
-  $pt capacity --source books --seeds 3 "${common[@]}" -o results/capacity/books
+  $pt capacity --source books --recipe fast@2 --seeds 3 "${common[@]}" -o results/capacity/books
   $pt capacity --source books --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/books-cramming
-  $pt capacity --source random --seeds 3 "${common[@]}" -o results/capacity/random
-  $pt capacity --source generated --seeds 3 "${common[@]}" -o results/capacity/generated
-  $pt capacity --source books --shared-m --seeds 3 "${common[@]}" -o results/capacity/books-shared
+  $pt capacity --source random --recipe fast@2 --seeds 3 "${common[@]}" -o results/capacity/random
+  $pt capacity --source generated --recipe fast@2 --seeds 3 "${common[@]}" -o results/capacity/generated
+  $pt capacity --source books --shared-m --recipe fast@2 --seeds 3 "${common[@]}" -o results/capacity/books-shared
   $pt capacity --source random --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/random-cramming
   # stopped by the end of a session (they resume): random shared m at 45 tokens, generated cramming at 22
-  $pt capacity --source random --shared-m --seeds 3 "${common[@]}" -o results/capacity/random-shared
+  $pt capacity --source random --shared-m --recipe fast@2 --seeds 3 "${common[@]}" -o results/capacity/random-shared
   $pt capacity --source generated --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/generated-cramming
   # the cramming baseline at its best (issue 17): progressive_cramming's protocol and recipe, one text a unit
   $pt capacity --source books --mem 1 --recipe progressive --search progressive --batch-size 1 "${common[@]}" \

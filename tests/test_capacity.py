@@ -54,7 +54,7 @@ def test_a_rerun_skips_what_is_done(tiny, tmp_path):
 def test_a_folder_written_before_recipes_had_versions_still_resumes(tiny, tmp_path):
     capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
     settings = json.loads((tmp_path / "run.json").read_text())
-    assert settings["recipe"]["version"] == 3
+    assert settings["recipe"]["version"] == 4
     for field in ("version", "optimizer"):  # as run folders were written before
         del settings["recipe"][field]
     (tmp_path / "run.json").write_text(json.dumps(settings))

@@ -167,11 +167,11 @@ def test_overrides_rename_a_recipe_once_and_only_when_a_value_changes():
 
 def test_a_recipe_names_its_version_and_old_records_without_one_still_match():
     fast = get_recipe("fast")
-    assert fast.version == 3 and fast.to_dict()["version"] == 3 and fast.label == "fast v3"
-    assert fast.with_overrides(max_steps=10).version == 3  # a custom recipe keeps its base's version
+    assert fast.version == 4 and fast.to_dict()["version"] == 4 and fast.label == "fast v4"
+    assert fast.with_overrides(max_steps=10).version == 4  # a custom recipe keeps its base's version
     old = {k: v for k, v in fast.to_dict().items() if k not in ("version", "optimizer")}
     assert same_recipe(old, fast.to_dict()) and label(old) == "fast"
-    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=4).to_dict())
+    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=5).to_dict())
     assert not same_recipe(old, fast.with_overrides(lr=1e-2).to_dict())
     assert Recipe.from_dict(fast.to_dict()) == fast
 
@@ -183,8 +183,8 @@ def test_an_earlier_version_of_a_preset_is_the_one_its_committed_runs_recorded(v
     recorded = recorded.get("config", recorded)["recipe"]
     assert same_recipe(recorded, get_recipe(f"fast@{version}").to_dict())
     assert get_recipe(f"fast@{version}").label == f"fast v{version}"
-    assert get_recipe("fast@3") == get_recipe("fast")
-    for bad, message in (("fast@9", "recipe fast has no version '9'; it has: 1, 2, 3"),
+    assert get_recipe("fast@4") == get_recipe("fast")
+    for bad, message in (("fast@9", "recipe fast has no version '9'; it has: 1, 2, 3, 4"),
                          ("paper@2", "recipe paper has no version '2'; it has: 1"), ("slow@1", "unknown recipe 'slow@1'")):
         with pytest.raises(PrototokensError, match=message):
             get_recipe(bad)
