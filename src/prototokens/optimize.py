@@ -232,7 +232,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     bar.close()
 
 
-def _polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe):
+def _polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe) -> tuple[torch.Tensor, dict]:
     """``objective`` plus, for the texts of the groups in ``polishing``, the objective of one
     pass through each model in ``polish``; and what those passes read, per model and text
     (position in ``active``): (accuracy, margin), this step's check in that dtype for free."""
