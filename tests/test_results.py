@@ -41,8 +41,9 @@ def test_connectivity_curves_decode_from_the_committed_files_as_recorded(default
             assert abs(accuracy - recorded) <= 1 / len(targets) + 1e-9, (record["text"], t)
 
 
-def test_locality_statistics_recompute_from_the_committed_files(default):
-    folder = STUDIES / "locality"
+@pytest.mark.parametrize("name", ["locality", "locality-n32"])
+def test_locality_statistics_recompute_from_the_committed_files(default, name):
+    folder = STUDIES / name
     committed = json.loads((folder / "locality.json").read_text())
     again = locality.measure_folder(default, folder)
     assert again["solved"] == committed["solved"] and again["texts"] == committed["texts"]
