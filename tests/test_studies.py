@@ -8,7 +8,7 @@ import torch
 
 from prototokens import ProtoTokens, PrototokensError, decode_ids, encode_ids, get_recipe, load
 from prototokens.cli import main
-from prototokens.studies import arrangements, connectivity, geometry, locality, probe, sharing
+from prototokens.studies import arrangements, capacity, connectivity, geometry, locality, probe, sharing
 from prototokens.studies.common import Text
 
 RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=150, init="embedding-std", first_weight=1.0,
@@ -31,11 +31,17 @@ def source(tmp_path):
     return str(path)
 
 
-def test_arrangements_run_every_layout_at_every_length_and_resume(tiny, tmp_path, source):
+def test_arrangements_run_every_layout_at_every_length_and_resume(tiny, tmp_path, source, monkeypatch):
     config = arrangements.Config(source=source, texts=2, max_length=4, layouts=["em", "e-only"], recipe=RECIPE,
                                  progress=False)
     assert arrangements.lengths_up_to(4) == [1, 2, 4]
+    tried = []
+    attempt = capacity.attempt
+    monkeypatch.setattr(capacity, "attempt", lambda lm, run, climbers, n, **kw: tried.append((kw["layout"].name, n))
+                        or attempt(lm, run, climbers, n, **kw))
     runs = arrangements.run(tiny, config, tmp_path)
+    # one length on every layout before the next: a run cut short leaves whole columns
+    assert list(dict.fromkeys(tried)) == [("em", 1), ("e-only", 1), ("em", 2), ("e-only", 2), ("em", 4), ("e-only", 4)]
     assert {k: len(r.records) for k, r in runs.items()} == {"em": 6, "e-only": 6}  # no climbing: all of them
     again = arrangements.run(tiny, config, tmp_path)
     assert {k: len(r.records) for k, r in again.items()} == {"em": 6, "e-only": 6}

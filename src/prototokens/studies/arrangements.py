@@ -1,7 +1,8 @@
 """Arrangements (Table 1): token accuracy of each layout of e and m over lengths 1, 2, 4, ...
 
 Every text is run at every length with every layout (no climbing), one run folder per layout
-below the study's folder, so each layout resumes on its own.
+below the study's folder, so each layout resumes on its own; length by length, so that a long
+run stopped part way has every layout up to the same length.
 """
 
 from __future__ import annotations
@@ -43,13 +44,17 @@ def lengths_up_to(n: int) -> list[int]:
 
 
 def run(lm: FrozenLM, config: Config, folder) -> dict[str, RunFolder]:
-    """Every layout on every text at every length, into ``folder``/LAYOUT (resumed)."""
+    """Every layout on every text at every length, into ``folder``/LAYOUT (resumed), one length
+    on every layout before the next, so a run cut short leaves whole columns of the table."""
     save_config(folder, NAME, config)
     lengths = lengths_up_to(config.max_length)
     texts = sample(lm, config, config.texts, lengths[-1])
-    return {layout: capacity.sweep(lm, texts, Path(folder) / layout, source=config.source, grid=lengths, seeds=config.seeds,
-                                   recipe=config.recipe, layout=layout, climb=False, progress=config.progress)
-            for layout in config.layouts}
+    for n in lengths:
+        runs = {layout: capacity.sweep(lm, texts, Path(folder) / layout, source=config.source, grid=lengths,
+                                       seeds=config.seeds, recipe=config.recipe, layout=layout, climb=False, upto=n,
+                                       progress=config.progress)
+                for layout in config.layouts}
+    return runs
 
 
 def table(runs: dict[str, list[dict]]) -> str:

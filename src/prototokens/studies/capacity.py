@@ -154,14 +154,15 @@ def _most_bisected(lo: int, hi: int) -> int:
 def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
           shared: bool = False, recipe: "str | Recipe | None" = None, layout: "str | Arrangement" = DEFAULT_LAYOUT,
           batch_size: int = 8, search: str = "grid", grow: int = 1, stage_steps: int = 1000, climb: bool = True,
-          progress: bool = True) -> RunFolder:
+          upto: int | None = None, progress: bool = True) -> RunFolder:
     """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds).
 
     ``layout`` may be the cramming baseline's :class:`~prototokens.cramming.Cramming` (never with
     a shared m); ``recipe`` None is the layout's default. ``search`` is "grid" (stop at a text's
     first failing length), "bisect" (then bisect down to the exact capacity) or "progressive"
     (grow each text by ``grow`` tokens a stage of at most ``stage_steps`` updates). ``climb=False``
-    runs every text at every grid length, passed or not (the arrangements study).
+    runs every text at every grid length, passed or not (the arrangements study). ``upto`` stops
+    this call after the grid lengths up to it (the rest of the grid stays the run's, for a later call).
     Under torchrun each rank climbs its shard of the texts (all of them on rank 0 with a shared
     m, whose group is one unit), and every rank returns the merged folder.
     """
@@ -180,7 +181,8 @@ def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[in
                    stage_steps=stage_steps, progress=progress)
         run_folder.gather()
         return run_folder
-    climbers = [Climber(group, list(grid)) for group in ([mine] if shared and mine else [[t] for t in mine])]
+    now = [n for n in grid if upto is None or n <= upto]
+    climbers = [Climber(group, list(now)) for group in ([mine] if shared and mine else [[t] for t in mine])]
     bar = tqdm(total=sum(c.most_left(search, climb) for c in climbers), disable=not progress, desc="capacity", unit="tok")
     while True:
         at = defaultdict(list)  # length -> the climbers to try there next
