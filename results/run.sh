@@ -26,6 +26,10 @@ if [[ $what == all || $what == studies ]]; then
   $pt study locality     -o results/studies/locality-n32 --contexts 12 --texts 3 --seeds 5 --length 32 --recipe fast@3 -q
   # sharing at the scale of issue 18 (S = 16, 4 and 1 at N = 32, two groups of 16, 2 seeds), with `fast` v4: under way, resumes
   $pt study sharing      -o results/studies/sharing-n32 --texts 32 --length 32 --sizes 16,1,4 --vectors m,e --seeds 2 --recipe fast@4 -q
+  # arrangements at the scale of issue 18 (8 texts, N up to 64, best of 2 seeds), `fast` v4, one length on every
+  # layout before the next: under way, resumes
+  $pt study arrangements -o results/studies/arrangements-n64 --texts 8 --max-length 64 --seeds 2 \
+      --layouts em-plus-one,em,alternating,halves,e-only --recipe fast@4 -q
 fi
 
 if [[ $what == all || $what == capacity ]]; then
