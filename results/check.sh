@@ -9,7 +9,7 @@ pt=(${PT:-$PWD/.venv/bin/prototokens})
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 cp -r results "$scratch/"
-folders=(results/capacity results/studies/{arrangements,sharing,sharing-n32,connectivity,connectivity-t2-cosine,probe,locality,locality-n32,geometry})
+folders=(results/capacity results/studies/{arrangements,arrangements-n64,sharing,sharing-n32,connectivity,connectivity-t2-cosine,probe,locality,locality-n32,geometry})
 for folder in "${folders[@]}"; do
   (cd "$scratch" && "${pt[@]}" report "$folder" >/dev/null)  # the same relative path the committed reports name
 done
