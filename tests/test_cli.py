@@ -99,7 +99,7 @@ def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tin
 
 
 @pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@9"], ["--steps", "-1"],
-                                    ["--steps", "1.5"], ["--init", "zeros"]])
+                                    ["--steps", "1.5"], ["--init", "zeros"], ["--patience", "0"], ["--patience", "never"]])
 def test_unknown_option_values_are_refused_by_the_parser(capsys, option):
     with pytest.raises(SystemExit) as exit_:
         main(["encode", "abc", *option])
@@ -141,3 +141,10 @@ def test_an_earlier_version_of_a_preset_encodes_and_is_recorded_as_that_version(
     assert code in (0, 1), err  # 1: not solved in 3 steps, the file still written
     recipe = load(out).recipe
     assert (recipe["version"], recipe["lr"], recipe["dtype"], recipe["check_dtypes"]) == (1, 0.01, "float32", [])
+
+
+def test_patience_off_is_the_papers_fixed_budget(capsys, tiny_path, tmp_path):
+    out = tmp_path / "p.proto.safetensors"
+    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--patience", "off")[0] == 0
+    recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
+    assert recipe["patience"] is None and recipe["name"] == "fast+custom"  # refused values: the test above

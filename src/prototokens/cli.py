@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, LAYOUTS
 from .model import DEFAULT_MODEL, DTYPES
-from .recipe import DEFAULT_RECIPE, INITS, RECIPES, get_recipe
+from .recipe import DEFAULT_RECIPE, INITS, OFF, RECIPES, get_recipe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--steps", type=_whole_int, help="most optimisation steps per seed (0, with --init encoder:PATH: the encoder's guess as it is)")
         q.add_argument("--lr", type=float, help="learning rate")
         q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
+        q.add_argument("--patience", type=_patience, help="give a seed up after this many steps without progress; off: "
+                       "never (the paper's fixed budget)")
         q.add_argument("--init", type=_init, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start "
                        "token; encoder:PATH (encode only): the output of a trained encoder (its folder or file)")
         q.add_argument("--seed", type=int, default=0)
@@ -195,6 +197,14 @@ def _whole_int(value: str) -> int:
     return int(value)
 
 
+def _patience(value: str) -> "int | str":
+    if value == OFF:
+        return OFF
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'off', got {value!r}")
+    return int(value)
+
+
 def _recipe(value: str) -> str:
     try:
         get_recipe(value)
@@ -255,7 +265,8 @@ def _overrides(args) -> dict:
         raise PrototokensError("--init encoder:PATH works with encode only")
     if args.steps == 0 and encoder is None:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
-    return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin)
+    return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
+                patience=args.patience)
 
 
 def _encode_options(args) -> dict:

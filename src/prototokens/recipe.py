@@ -15,6 +15,7 @@ from .errors import PrototokensError
 from .model import DTYPES
 from .optimizers import OPTIMIZERS
 
+OFF = "off"  # an override that unsets an optional field (Recipe.with_overrides)
 INITS = ("normal", "embedding-std", "start", "uniform-0.02")
 SCHEDULES = ("constant", "cosine")
 
@@ -85,8 +86,10 @@ class Recipe:
         return self.lr * (self.lr_floor + (1 - self.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def with_overrides(self, **changes) -> "Recipe":
-        """This recipe with the given fields changed (None: keep); renamed NAME+custom if any differs."""
-        changes = {k: v for k, v in changes.items() if v is not None and getattr(self, k) != v}
+        """This recipe with the given fields changed (None: keep; OFF: unset, e.g. ``patience=OFF``
+        never gives a seed up); renamed NAME+custom if any differs."""
+        changes = {k: None if v is OFF else v for k, v in changes.items() if v is not None}
+        changes = {k: v for k, v in changes.items() if getattr(self, k) != v}
         if not changes:
             return self
         return replace(self, name=self.name if self.name.endswith("+custom") else f"{self.name}+custom", **changes)
