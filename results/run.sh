@@ -49,6 +49,8 @@ if [[ $what == all || $what == capacity ]]; then
   # the cramming baseline at its best (issue 17): progressive_cramming's protocol and recipe, one text a unit
   $pt capacity --source books --mem 1 --recipe progressive --search progressive --batch-size 1 "${common[@]}" \
     -o results/capacity/books-progressive-cramming
+  # one-step on Gemma-3-270M (issue 17), `fast` v4: under way, resumes
+  $pt capacity --model gemma3-270m --source books --seeds 2 "${common[@]}" -o results/capacity/books-gemma
   $pt report results/capacity
 fi
 
