@@ -88,7 +88,7 @@ class Recipe:
     def with_overrides(self, **changes) -> "Recipe":
         """This recipe with the given fields changed (None: keep; OFF: unset, e.g. ``patience=OFF``
         never gives a seed up); renamed NAME+custom if any differs."""
-        changes = {k: None if v is OFF else v for k, v in changes.items() if v is not None}
+        changes = {k: None if isinstance(v, str) and v == OFF else v for k, v in changes.items() if v is not None}
         changes = {k: v for k, v in changes.items() if getattr(self, k) != v}
         if not changes:
             return self
