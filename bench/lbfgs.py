@@ -22,7 +22,7 @@ import torch
 
 import prototokens as pt
 from latency import texts_for
-from prototokens.optimize import _init, evaluate
+from prototokens.optimize import _init, _solved, evaluate
 
 
 def main():
@@ -57,7 +57,7 @@ def lbfgs(lm, layout, recipe, ids: list[int], history: int, evals: int) -> dict:
         s = evaluate(lm, layout, vectors, [ids], recipe.first_weight)
         log.append([round(float(s.loss[0]), 4), float(s.accuracy[0]), round(float(s.margin[0]), 3)])
         s.objective.sum().backward()
-        if not solved and log[-1][1] == 1.0 and log[-1][2] >= recipe.margin:
+        if not solved and _solved(log[-1][1], log[-1][2], recipe):
             solved.append(len(log))
         if solved:  # a zero gradient ends L-BFGS at once
             for v in vectors.values():

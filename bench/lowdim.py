@@ -23,7 +23,7 @@ import torch
 
 import prototokens as pt
 from latency import texts_for
-from prototokens.optimize import _init, evaluate
+from prototokens.optimize import _init, _solved, evaluate
 
 
 def steps_to_solved(lm, layout, recipe, ids: list[int], k: int | None) -> dict:
@@ -48,7 +48,7 @@ def steps_to_solved(lm, layout, recipe, ids: list[int], k: int | None) -> dict:
         s = evaluate(lm, layout, vectors(), [ids], recipe.first_weight)
         accuracy, margin = float(s.accuracy[0]), float(s.margin[0])
         curve.append(accuracy)
-        if accuracy == 1.0 and margin >= recipe.margin:
+        if _solved(accuracy, margin, recipe):
             return {"solved_at_step": step, "accuracy_every_50": curve[::50]}
         if step == recipe.max_steps:
             break
