@@ -1,0 +1,99 @@
+"""Screen optimisers that are not in the package's registry, with bench/recipe_search.py.
+
+    .venv/bin/python bench/screen_optimizers.py NAME optimizer=OPTIMIZER [KEY=VALUE ...]
+
+Registers the variants below in ``prototokens.optimizers.OPTIMIZERS`` for this process, then runs
+recipe_search (same arguments, same JSON in bench/results/recipes/NAME.json):
+
+- ``adamw-elr``: the default AdamW with e's learning rate one tenth of m's (e starts at
+  the attention sink token; does moving it slowly spare the first steps?).
+- ``sf-adamw``: Defazio et al.'s schedule-free AdamW (2024). The parameter holds y,
+  where the gradient is taken, between the AdamW iterate z and x, the average of the z iterates
+  weighted by the largest learning rate so far squared; use it with ``schedule=constant``.
+
+Each keeps a step count per row as RowAdamW does, so a text's run does not depend on its batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import prototokens.optimizers as optimizers
+import recipe_search
+
+
+def _per_row(p: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(p.shape[0], *[1] * (p.dim() - 1), device=p.device)
+
+
+class SlowE(optimizers.RowAdamW):
+    """RowAdamW with the first parameter's (e's) learning rate scaled by ``E_SCALE``."""
+
+    E_SCALE = 0.1
+
+    def __init__(self, params, recipe):
+        super().__init__(params, recipe)
+        self.scales = [self.E_SCALE] + [1.0] * (len(params) - 1)
+
+    @torch.no_grad()
+    def step(self, rows_per_param):
+        r = self.recipe
+        b1, b2 = r.betas
+        for p, ea, eas, t, rows, scale in zip(self.params, self.exp_avg, self.exp_avg_sq, self.t, rows_per_param,
+                                              self.scales):
+            g = p.grad[rows]
+            t[rows] += 1
+            tr = t[rows]
+            lr = scale * torch.tensor([r.lr_at(int(s)) for s in tr.flatten().tolist()], device=p.device).view_as(tr)
+            ea[rows] = ea[rows] * b1 + g * (1 - b1)
+            eas[rows] = eas[rows] * b2 + g * g * (1 - b2)
+            denom = (eas[rows] / (1 - b2 ** tr)).sqrt() + r.eps
+            p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * (ea[rows] / (1 - b1 ** tr)) / denom
+            p.grad = None
+
+
+class ScheduleFreeAdamW:
+    """Schedule-free AdamW per row: z takes AdamW-without-momentum steps at y, x averages z, and
+    y = (1 - beta1) z + beta1 x is what the forward pass sees."""
+
+    STATE = ("z", "x", "v", "t", "weight_sum", "lr_max")
+
+    def __init__(self, params, recipe):
+        self.params, self.recipe = params, recipe
+        self.z = [p.detach().clone() for p in params]
+        self.x = [p.detach().clone() for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t, self.weight_sum, self.lr_max = ([_per_row(p) for p in params] for _ in range(3))
+
+    @torch.no_grad()
+    def step(self, rows_per_param):
+        r = self.recipe
+        b1, b2 = r.betas
+        for i, (p, rows) in enumerate(zip(self.params, rows_per_param)):
+            z, x, v, t, ws, lr_max = (getattr(self, kind)[i] for kind in self.STATE)
+            g, y = p.grad[rows], p[rows]
+            t[rows] += 1
+            tr = t[rows]
+            lr = torch.tensor([r.lr_at(int(s)) for s in tr.flatten().tolist()], device=p.device).view_as(tr)
+            v[rows] = v[rows] * b2 + g * g * (1 - b2)
+            z[rows] = z[rows] - lr * (g / ((v[rows] / (1 - b2 ** tr)).sqrt() + r.eps) + r.weight_decay * y)
+            lr_max[rows] = torch.maximum(lr_max[rows], lr)
+            ws[rows] = ws[rows] + lr_max[rows] ** 2
+            c = lr_max[rows] ** 2 / ws[rows]
+            x[rows] = (1 - c) * x[rows] + c * z[rows]
+            p[rows] = (1 - b1) * z[rows] + b1 * x[rows]
+            p.grad = None
+
+    def state_dict(self):
+        return {f"{kind}.{i}": x for kind in self.STATE for i, x in enumerate(getattr(self, kind))}
+
+    def load_state_dict(self, state):
+        for kind in self.STATE:
+            for i, x in enumerate(getattr(self, kind)):
+                x.copy_(state[f"{kind}.{i}"])
+
+
+optimizers.OPTIMIZERS |= {"adamw-elr": SlowE, "sf-adamw": ScheduleFreeAdamW}
+
+if __name__ == "__main__":
+    recipe_search.main()
