@@ -55,8 +55,9 @@ def test_arrangements_run_every_layout_at_every_length_and_resume(tiny, tmp_path
 
 def test_sharing_groups_share_one_vector_and_aggregate_as_table_2(tiny, tmp_path, source):
     folders = sharing.run(tiny, sharing.Config(source=source, texts=4, length=4, sizes=[1, 2], vectors=["m", "e"],
-                                               seeds=2, recipe=RECIPE, progress=False), tmp_path)
+                                               seeds=2, batch_size=3, recipe=RECIPE, progress=False), tmp_path)
     assert sorted(folders) == [("e", 1), ("e", 2), ("m", 1), ("m", 2)]
+    assert sorted(r["batch"] for r in folders["m", 1].records) == [1, 1, 3, 3, 3, 3, 3, 3]  # S = 1: batches of 3
     for (_vector, size), folder in folders.items():
         records = folder.records
         assert len(records) == 4 * 2  # every text with every seed

@@ -34,6 +34,8 @@ class Config(SampledConfig):
     sizes: list[int] = option([1, 4], "group sizes S")
     vectors: list[str] = option(["m", "e"], "which vector is shared")
     seeds: int = option(3, "seeds per group", positive=True)
+    batch_size: int = option(8, "texts optimised together at S = 1 (each batch's records kept as it ends)",
+                             positive=True)
 
     def __post_init__(self):
         super().__post_init__()
@@ -51,13 +53,15 @@ def run(lm: FrozenLM, config: Config, folder) -> dict[tuple[str, int], RunFolder
     bar = tqdm(total=sum(len(texts) // s * s * seeds for _, s in work), disable=not config.progress, desc="sharing",
                unit="text-seed")
     for vector, size in work:  # S = 1 shares nothing: one run stands for both vectors
-        # a shared vector ties a group into one unit; with nothing shared, all texts go in one batch
-        groups = [texts[i: i + size] for i in range(0, len(texts) // size * size, size)] if vector else [texts]
         run_folder = RunFolder(Path(folder) / (f"shared-{vector}-s{size}" if vector else "s1"), {
             "study": "sharing", "shared": vector, "group_size": size, "model": lm.name, "fingerprint": lm.fingerprint,
             "source": config.source, "texts": [t.id for t in texts], "length": length, "seeds": seeds,
             "layout": config.layout, "recipe": recipe.to_dict(), "threshold": THRESHOLD})
-        mine = distributed.shard(groups) if vector else [distributed.shard(texts)]  # torchrun: a share each
+        if vector:  # a shared vector ties a group into one unit; torchrun: a share of the groups each
+            mine = distributed.shard([texts[i: i + size] for i in range(0, len(texts) // size * size, size)])
+        else:  # nothing shared: batches of this rank's texts, each recorded as it ends
+            share = distributed.shard(texts)
+            mine = [share[i: i + config.batch_size] for i in range(0, len(share), config.batch_size)]
         for seed in range(seeds):
             for group in mine:
                 unit(lm, run_folder, group, length, seed, shared=vector, recipe=recipe, layout=config.layout,
