@@ -31,25 +31,8 @@ class SlowE(optimizers.RowAdamW):
 
     E_SCALE = 0.1
 
-    def __init__(self, params, recipe):
-        super().__init__(params, recipe)
-        self.scales = [self.E_SCALE] + [1.0] * (len(params) - 1)
-
-    @torch.no_grad()
-    def step(self, rows_per_param):
-        r = self.recipe
-        b1, b2 = r.betas
-        for p, ea, eas, t, rows, scale in zip(self.params, self.exp_avg, self.exp_avg_sq, self.t, rows_per_param,
-                                              self.scales):
-            g = p.grad[rows]
-            t[rows] += 1
-            tr = t[rows]
-            lr = scale * torch.tensor([r.lr_at(int(s)) for s in tr.flatten().tolist()], device=p.device).view_as(tr)
-            ea[rows] = ea[rows] * b1 + g * (1 - b1)
-            eas[rows] = eas[rows] * b2 + g * g * (1 - b2)
-            denom = (eas[rows] / (1 - b2 ** tr)).sqrt() + r.eps
-            p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * (ea[rows] / (1 - b1 ** tr)) / denom
-            p.grad = None
+    def lr(self, i, steps):
+        return super().lr(i, steps) * self.E_SCALE if i == 0 else super().lr(i, steps)
 
 
 class ScheduleFreeAdamW:
@@ -74,7 +57,7 @@ class ScheduleFreeAdamW:
             g, y = p.grad[rows], p[rows]
             t[rows] += 1
             tr = t[rows]
-            lr = torch.tensor([r.lr_at(int(s)) for s in tr.flatten().tolist()], device=p.device).view_as(tr)
+            lr = optimizers.row_lr(r, tr)
             v[rows] = v[rows] * b2 + g * g * (1 - b2)
             z[rows] = z[rows] - lr * (g / ((v[rows] / (1 - b2 ** tr)).sqrt() + r.eps) + r.weight_decay * y)
             lr_max[rows] = torch.maximum(lr_max[rows], lr)

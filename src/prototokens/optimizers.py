@@ -50,16 +50,20 @@ class RowAdamW:
     def step(self, rows_per_param: list[torch.Tensor]) -> None:
         r = self.recipe
         b1, b2 = r.betas
-        for p, ea, eas, t, rows in zip(self.params, self.exp_avg, self.exp_avg_sq, self.t, rows_per_param):
+        for i, (p, ea, eas, t, rows) in enumerate(zip(self.params, self.exp_avg, self.exp_avg_sq, self.t, rows_per_param)):
             g = p.grad[rows]
             t[rows] += 1
             tr = t[rows]
-            lr = torch.tensor([r.lr_at(int(s)) for s in tr.flatten().tolist()], device=p.device).view_as(tr)
+            lr = self.lr(i, tr)
             ea[rows] = ea[rows] * b1 + g * (1 - b1)
             eas[rows] = eas[rows] * b2 + g * g * (1 - b2)
             denom = (eas[rows] / (1 - b2 ** tr)).sqrt() + r.eps
             p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * (ea[rows] / (1 - b1 ** tr)) / denom
             p.grad = None
+
+    def lr(self, i: int, steps: torch.Tensor) -> torch.Tensor:
+        """Parameter ``i``'s learning rate for rows at these step counts: the recipe's schedule."""
+        return row_lr(self.recipe, steps)
 
     STATE = ("exp_avg", "exp_avg_sq", "t")  # per parameter
 
@@ -70,6 +74,11 @@ class RowAdamW:
         for kind in self.STATE:
             for i, x in enumerate(getattr(self, kind)):
                 x.copy_(state[f"{kind}.{i}"])
+
+
+def row_lr(recipe: "Recipe", steps: torch.Tensor) -> torch.Tensor:
+    """The recipe's learning rate at each row's own step count (a tensor shaped like ``steps``)."""
+    return torch.tensor([recipe.lr_at(int(s)) for s in steps.flatten().tolist()], device=steps.device).view_as(steps)
 
 
 OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], "Recipe"], RowOptimizer]] = {
