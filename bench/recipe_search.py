@@ -37,8 +37,7 @@ def main():
     n, spec = int(options.pop("n", 64)), options.pop("texts", "books:2,generated:1,heldout:1")
     seed, restarts = int(options.pop("seed", 0)), int(options.pop("restarts", 2))
     passages = int(options.pop("passages", 0))
-    base = pt.get_recipe(options.pop("recipe", "fast"))
-    recipe = dataclasses.replace(base, name=f"{base.name}+{name}", **{k: value(k, v) for k, v in options.items()})
+    recipe = recipe_from(name, options)
     lm = pt.load_model(dtype="float32")
     layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
     texts = texts_for(lm, spec, n, passages)
@@ -63,11 +62,22 @@ def main():
                "restarts": restarts, "seed": seed, "threads": torch.get_num_threads(), "wall_seconds": wall,
                "solved": sum(r["status"] == "solved" for r in rows), "median_total_steps": statistics.median(costs),
                "rows": rows}
+    save(name, summary)
+    print(f"{name}: {summary['solved']}/{len(rows)} solved, total steps {[r['total_steps'] for r in rows]}, "
+          f"median {summary['median_total_steps']}, {wall:.0f} s", flush=True)
+
+
+def recipe_from(name: str, options: dict):
+    """The base preset (``recipe``, default fast) with the remaining KEY=VALUE fields, named base+NAME."""
+    base = pt.get_recipe(options.pop("recipe", "fast"))
+    return dataclasses.replace(base, name=f"{base.name}+{name}", **{k: value(k, v) for k, v in options.items()})
+
+
+def save(name: str, summary: dict) -> None:
+    """Write bench/results/recipes/NAME.json."""
     folder = Path("bench/results/recipes")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"{name}: {summary['solved']}/{len(rows)} solved, total steps {[r['total_steps'] for r in rows]}, "
-          f"median {summary['median_total_steps']}, {wall:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

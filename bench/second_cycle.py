@@ -13,14 +13,12 @@ bench/results/recipes/NAME.json (per text: each cycle's outcome and its accuracy
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
-from pathlib import Path
 
 import prototokens as pt
 from latency import texts_for
-from variants import value
+from recipe_search import recipe_from, save
 
 CYCLE = {"cycle_lr": "1e-2", "cycle_steps": "500", "cycle_warmup": "20"}
 
@@ -30,8 +28,7 @@ def main():
     n, spec = int(options.pop("n", 64)), options.pop("texts", "books:2,generated:1,heldout:1")
     seed, passages = int(options.pop("seed", 0)), int(options.pop("passages", 0))
     cycle = {k: options.pop(k, v) for k, v in CYCLE.items()}
-    base = pt.get_recipe(options.pop("recipe", "fast"))
-    first = dataclasses.replace(base, name=f"{base.name}+{name}", **{k: value(k, v) for k, v in options.items()})
+    first = recipe_from(name, options)
     seconds = {f"second-lr{lr}": dataclasses.replace(first, lr=float(lr), max_steps=int(cycle["cycle_steps"]),
                                                      warmup=int(cycle["cycle_warmup"]))
                for lr in cycle["cycle_lr"].split(",")}
@@ -55,9 +52,7 @@ def main():
     out = {"name": name, "argv": sys.argv[1:], "recipe": first.to_dict(),
            "second_recipes": {k: r.to_dict() for k, r in seconds.items()}, "n": n,
            "texts": spec, "passages": passages, "seed": seed, "wall_seconds": time.perf_counter() - started, "rows": rows}
-    folder = Path("bench/results/recipes")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    save(name, out)
 
 
 def every_10(fit, j: int) -> list:
