@@ -10,7 +10,8 @@ encode (median of 5 after a warm-up). Each file is then decoded in float32 and i
 `heldout` are passages written for this benchmark, never part of a data source here.
 `--throughput` also encodes all the texts in one CLI call per batch size (`--jsonl`,
 `--batch-size B`) and reports texts per hour. A recipe may carry CLI options after a colon,
-e.g. `paper:--layout em --steps 2000`.
+e.g. `paper:--layout em --steps 2000`. The JSON is written after every row; run the same command
+again after a stop and it keeps the rows it finds there and measures only the rest.
 """
 
 from __future__ import annotations
@@ -104,6 +105,13 @@ def main():
     rows, throughput, work = [], [], Path(tempfile.mkdtemp())
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"latency-n{args.n}-{args.recipes.split(':')[0].replace(',', '-')}.json"
+    if out.exists():  # resume: keep what an earlier run of the same measurement finished
+        earlier = json.loads(out.read_text())
+        same = {k: earlier["args"][k] for k in ("n", "texts", "recipes")} == {k: getattr(args, k) for k in ("n", "texts", "recipes")}
+        if not same or earlier["fingerprint"] != models["float32"].fingerprint:
+            raise SystemExit(f"{out} holds another measurement; move it away or pass another --out")
+        rows, throughput = earlier["rows"], earlier["throughput"]
+        print(f"resuming {out}: {len(rows)} texts and {len(throughput)} batch sizes done", flush=True)
 
     def save():  # after every row, so a stopped run keeps what it measured
         out.write_text(json.dumps({"model": models["float32"].name, "fingerprint": models["float32"].fingerprint,
@@ -112,6 +120,8 @@ def main():
     for recipe in args.recipes.split(","):
         name, _, options = recipe.partition(":")
         for label, text in texts:
+            if any(r["recipe"] == recipe and r["text"] == label for r in rows):
+                continue
             before = fp32_step_seconds(models["float32"], args.n)
             path = work / f"{name}-{label}.proto.safetensors"
             wall, done = cli("encode", text, "-o", path, "--recipe", name, "--force", "-q", *options.split())
@@ -139,6 +149,8 @@ def main():
     jsonl = work / "texts.jsonl"
     jsonl.write_text("".join(json.dumps(t) + "\n" for _, t in texts))
     for batch in [int(b) for b in args.throughput.split(",") if b]:
+        if any(t["batch"] == batch for t in throughput):
+            continue
         path = work / f"batch{batch}.proto.safetensors"
         wall, done = cli("encode", "--jsonl", jsonl, "-o", path, "--batch-size", batch, "--force", "-q")
         solved = sum(t.status == "solved" for t in pt.load(path).texts)

@@ -68,6 +68,7 @@ def bad_inputs(tmp_path, encoded, tiny_path, other_tiny_path):
         "two inputs": (["encode", "a", "--file", tmp_path / "latin1.txt", *m], "exactly one of"),
         "unknown model": (["encode", "abc", "--model", tmp_path / "no-such-model", "-q"], "cannot load model"),
         "missing proto": (["decode", tmp_path / "none.proto.safetensors"], "no such file"),
+        "proto is a folder": (["decode", tmp_path], "is a folder, not a prototokens file"),
         "truncated proto": (["decode", tmp_path / "trunc.proto.safetensors"], "not a readable safetensors file"),
         "foreign proto": (["verify", tmp_path / "foreign.safetensors"], "not a readable safetensors file"),
         "another model": (["decode", encoded, "--model", other_tiny_path], "were made for model"),
@@ -84,7 +85,7 @@ def bad_inputs(tmp_path, encoded, tiny_path, other_tiny_path):
 
 CASES = ["empty text", "blank text", "too long", "missing file", "not utf-8", "jsonl not a string",
          "jsonl not json", "jsonl no texts", "two inputs", "unknown model", "missing proto",
-         "truncated proto", "foreign proto", "another model", "bad device", "output folder missing",
+         "proto is a folder", "truncated proto", "foreign proto", "another model", "bad device", "output folder missing",
          "output is a folder", "run folder's folder missing", "study folder's folder missing"]
 
 

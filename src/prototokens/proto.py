@@ -148,7 +148,7 @@ def read_safetensors(path: "str | os.PathLike", key: str, what: str) -> tuple[di
     for a missing, damaged or foreign file (``what`` names the kind of file expected)."""
     path = Path(path)
     if not path.is_file():
-        raise PrototokensError(f"no such file: {path}")
+        raise PrototokensError(f"{path} is a folder, not {what}" if path.is_dir() else f"no such file: {path}")
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), "pt") as f:
