@@ -22,7 +22,7 @@ import torch
 
 import prototokens as pt
 from latency import texts_for
-from prototokens.optimize import _init, _solved, evaluate
+from prototokens.optimize import _solved, evaluate, initial_vectors
 
 
 def main():
@@ -47,7 +47,7 @@ def main():
 
 def lbfgs(lm, layout, recipe, ids: list[int], history: int, evals: int) -> dict:
     """L-BFGS from the recipe's seed-0 start on one text, until solved in fp32 or ``evals`` evaluations."""
-    vectors = _init(lm, recipe, 0, layout.vectors, {k: 1 for k in layout.vectors})
+    vectors = initial_vectors(lm, recipe, 0, layout.vectors, {k: 1 for k in layout.vectors})
     opt = torch.optim.LBFGS(list(vectors.values()), lr=1, history_size=history, max_iter=evals, max_eval=evals,
                             tolerance_grad=0, tolerance_change=0, line_search_fn="strong_wolfe")
     log, solved, started = [], [], time.perf_counter()

@@ -23,13 +23,13 @@ import torch
 
 import prototokens as pt
 from latency import texts_for
-from prototokens.optimize import _init, _solved, evaluate
+from prototokens.optimize import _solved, evaluate, initial_vectors
 
 
 def steps_to_solved(lm, layout, recipe, ids: list[int], k: int | None) -> dict:
     """AdamW on (e, m) directly (``k`` None) or on (z, W, b); the step at which one fp32 pass
     writes the text with every target ahead by the recipe's margin, within its max_steps."""
-    start = _init(lm, recipe, 0, layout.vectors, {name: 1 for name in layout.vectors})
+    start = initial_vectors(lm, recipe, 0, layout.vectors, {name: 1 for name in layout.vectors})
     g = torch.Generator().manual_seed(1)
     if k is None:
         direct = {name: v.detach().clone().requires_grad_() for name, v in start.items()}

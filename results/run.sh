@@ -19,11 +19,11 @@ if [[ $what == all || $what == studies ]]; then
       --t-samples 2 --control-schedule cosine --recipe fast@3 -q
   $pt study probe results/studies/connectivity/start.proto.safetensors -o results/studies/probe --recipe fast@3
   $pt study locality     -o results/studies/locality --contexts 3 --texts 3 --seeds 3 --length 16 --recipe fast@3 -q
-  $pt study geometry results/studies/locality/context-*.proto.safetensors -o results/studies/geometry --recipe fast@3
   # locality at the scale of issue 18 (>= 100 pairs of each kind at N = 32); run with 10 contexts first, then
   # an 11th and a 12th (the first ones are unchanged): 2 of its 70 encodings, then 1 of the 11th context, ended
   # unsolved, leaving 92 and then 98 same-text pairs
   $pt study locality     -o results/studies/locality-n32 --contexts 12 --texts 3 --seeds 5 --length 32 --recipe fast@3 -q
+  $pt study geometry results/studies/locality-n32/context-*.proto.safetensors -o results/studies/geometry --recipe fast@3
   # sharing at the scale of issue 18 (S = 16, 4 and 1 at N = 32, two groups of 16, 2 seeds), with `fast` v4: under way, resumes
   $pt study sharing      -o results/studies/sharing-n32 --texts 32 --length 32 --sizes 16,1,4 --vectors m,e --seeds 2 --recipe fast@4 -q
   # arrangements at the scale of issue 18 (8 texts, N up to 64, best of 2 seeds), `fast` v4, one length on every

@@ -65,5 +65,6 @@ def test_geometry_recomputes_from_the_committed_locality_files(default, tmp_path
         [[t for t, _ in near] for near in committed["summary"]["m_nearest"]]
     for name in ("e", "m"):
         assert again["summary"][f"{name}_norm"]["mean"] == pytest.approx(committed["summary"][f"{name}_norm"]["mean"], rel=1e-5)
+        assert again["summary"][f"{name}_start_cosine"]["mean"] == pytest.approx(committed["summary"][f"{name}_start_cosine"]["mean"], abs=1e-5)
         for group, points in committed[f"pca_{name}"]["points"].items():
             assert torch.tensor(again[f"pca_{name}"]["points"][group]) == pytest.approx(torch.tensor(points), abs=1e-3)

@@ -210,6 +210,16 @@ def test_geometry_finds_the_token_a_vector_was_made_from(tiny):
     assert near[1][0][0] == tiny.tokenizer.convert_ids_to_tokens(11)
 
 
+def test_geometry_rebuilds_the_start_each_seed_drew(tiny):
+    unmoved = get_recipe("fast").with_overrides(max_steps=0, dtype="float32", check_dtypes=(), margin=0.0)
+    proto = encode_ids(tiny, [[5, 6, 7], [8, 9]], recipe=unmoved, seed=3, restarts=1, progress=False)
+    assert geometry.start_cosines(tiny, proto) == {"e": [pytest.approx(1.0)] * 2, "m": [pytest.approx(1.0)] * 2}
+    proto.texts[1].seed = 4  # another seed's start is another random direction
+    assert geometry.start_cosines(tiny, proto)["m"][1] < 0.5
+    proto.recipe["start"] = "encoder 0123"  # the first seed started from an encoder: not rebuilt
+    assert geometry.start_cosines(tiny, proto) == {"e": [pytest.approx(1.0)], "m": [pytest.approx(0.0, abs=0.5)]}
+
+
 def test_study_cli_writes_its_table_and_refuses_bad_names(tiny_path, tmp_path, capsys):
     source = tmp_path / "texts.jsonl"
     source.write_text("".join(json.dumps(s) + "\n" for s in SENTENCES))

@@ -141,7 +141,7 @@ class _Best:
         return Fit(self.vectors, self.outcomes, time.perf_counter() - self.started, self.trajectory)
 
 
-def _init(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> dict[str, torch.Tensor]:
+def initial_vectors(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> dict[str, torch.Tensor]:
     """The same start for every text of a seed, so a text's run does not depend on its batch."""
     g = torch.Generator().manual_seed(seed)
     if recipe.init == "uniform-0.02":
@@ -159,7 +159,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     until each group stops."""
     # the trainable vectors: one row per text, or one row for a shared vector
     if begin is None:
-        params = _init(lm, recipe, seed, layout.vectors, {n: 1 if n == shared else len(rows) for n in layout.vectors})
+        params = initial_vectors(lm, recipe, seed, layout.vectors, {n: 1 if n == shared else len(rows) for n in layout.vectors})
     else:
         params = {n: v.detach().float().clone().to(lm.device).requires_grad_() for n, v in begin.items()}
     optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .errors import PrototokensError
 from .layout import Arrangement, resolve_layout
 from .model import DTYPES, FrozenLM
-from .optimize import RECHECK, _init, _margins_everywhere, _solved, evaluate
+from .optimize import RECHECK, _margins_everywhere, _solved, evaluate, initial_vectors
 from .optimizers import get_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
 from .proto import read_safetensors, save_atomic
@@ -70,7 +70,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
     if not targets or not all(targets):
         raise PrototokensError("nothing to encode: every text needs at least one token")
     n = len(targets)
-    params = _init(lm, recipe, seed, layout.vectors, {name: n for name in layout.vectors})
+    params = initial_vectors(lm, recipe, seed, layout.vectors, {name: n for name in layout.vectors})
     optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
     compute = lm.in_dtype(recipe.dtype)
     checks = [lm.in_dtype(d) for d in recipe.check_dtypes if DTYPES[d] != compute.dtype]

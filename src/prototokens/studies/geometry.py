@@ -1,22 +1,26 @@
 """Geometry at a glance: where proto-tokens sit among the model's token embeddings.
 
 Norms of e and m against token-embedding norms, the vocabulary tokens nearest to each
-(cosine), and a 2-D PCA of many solutions, coloured by group (e.g. by context) and marked by
-text. All from proto-token files; nothing is optimised here.
+(cosine), how much of its start a solution keeps (its cosine with the vector its seed drew),
+and a 2-D PCA of many solutions, coloured by group (e.g. by context) and marked by text. All
+from proto-token files; nothing is optimised here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
 from ..errors import PrototokensError
 from ..model import FrozenLM
+from ..optimize import initial_vectors
 from ..proto import ProtoTokens, load
+from ..recipe import Recipe
 from .common import StudyConfig, option, save_config, write_markdown
 
 NAME, HELP = "geometry", "norms, nearest tokens and a PCA of solutions"
@@ -103,16 +107,35 @@ def summary(lm: FrozenLM, protos: list[ProtoTokens], k: int = 3) -> dict:
         cos = _cosine(rows, table)
         out[f"{name}_nearest"] = _top_tokens(lm, cos, k)
         out[f"{name}_best_cosine"] = statistics.mean(cos.max(-1).values.tolist())
+        kept = [c for p in protos for c in start_cosines(lm, p)[name]]
+        out[f"{name}_start_cosine"] = {"mean": statistics.mean(kept), "std": statistics.pstdev(kept), "n": len(kept)} if kept else None
+    return out
+
+
+def start_cosines(lm: FrozenLM, proto: ProtoTokens) -> dict[str, list[float]]:
+    """Per vector, the cosine of each text's solution with the start its seed drew, rebuilt from
+    the file's recipe (a start that was an encoder's output cannot be, and is left out)."""
+    known = {f.name for f in fields(Recipe)}
+    recipe = Recipe.from_dict({k: v for k, v in proto.recipe.items() if k in known})
+    out = {"e": [], "m": []}
+    for i, text in enumerate(proto.texts):
+        if "start" in proto.recipe and text.seed == proto.recipe["seed"]:
+            continue
+        start = initial_vectors(lm, recipe, text.seed, {"e": (), "m": ()}, {"e": 1, "m": 1})
+        for name, v in zip(("e", "m"), proto.vectors(i)):
+            out[name].append(float(torch.nn.functional.cosine_similarity(v.float(), start[name][0].detach().cpu(), dim=0)))
     return out
 
 
 def markdown(s: dict) -> str:
     t = s["token_norm"]
-    lines = ["| vectors | norm (mean ± std) | best cosine with a token (mean) |", "|---|---|---|",
-             f"| token embeddings | {t['mean']:.2f} ± {t['std']:.2f} (5-95 %: {t['p5']:.2f}-{t['p95']:.2f}) | - |"]
+    lines = ["| vectors | norm (mean ± std) | best cosine with a token (mean) | cosine with its start (mean ± std) |",
+             "|---|---|---|---|",
+             f"| token embeddings | {t['mean']:.2f} ± {t['std']:.2f} (5-95 %: {t['p5']:.2f}-{t['p95']:.2f}) | - | - |"]
     for name in ("e", "m"):
-        n = s[f"{name}_norm"]
-        lines.append(f"| {name} | {n['mean']:.2f} ± {n['std']:.2f} | {s[name + '_best_cosine']:.3f} |")
+        n, c = s[f"{name}_norm"], s.get(f"{name}_start_cosine")
+        kept = f"{c['mean']:.3f} ± {c['std']:.3f} ({c['n']} texts)" if c else "-"
+        lines.append(f"| {name} | {n['mean']:.2f} ± {n['std']:.2f} | {s[name + '_best_cosine']:.3f} | {kept} |")
     lines += ["", "Nearest tokens (cosine), first texts:", ""]
     for name in ("e", "m"):
         for i, near in enumerate(s[f"{name}_nearest"][:5]):
@@ -138,19 +161,15 @@ def plot_pca(points: dict[str, torch.Tensor], markers: dict[str, list[int]] | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xy = torch.cat(list(points.values()))
     fig, ax = plt.subplots(figsize=(6, 5))
-    start, shapes = 0, "o^sDvP*X"
-    for group, rows in points.items():
-        part = xy[start: start + len(rows)]
-        kinds = (markers or {}).get(group, [0] * len(rows))
-        colour = None
-        for kind in sorted(set(kinds)):
-            sel = [i for i, k in enumerate(kinds) if k == kind]
-            dots = ax.scatter(part[sel, 0], part[sel, 1], marker=shapes[kind % len(shapes)], color=colour,
-                              label=group if colour is None else None, alpha=0.8)
-            colour = dots.get_facecolor()[0]
-        start += len(rows)
+    shapes, colours = "o^sDvP*X", plt.get_cmap("tab10" if len(points) <= 10 else "tab20")
+    in_order = sorted(points, key=lambda g: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", g)])
+    for i, group in enumerate(in_order):  # "context 2" before "context 10"
+        part, kinds = points[group], (markers or {}).get(group, [0] * len(points[group]))
+        for j, kind in enumerate(sorted(set(kinds))):
+            sel = [n for n, k in enumerate(kinds) if k == kind]
+            ax.scatter(part[sel, 0], part[sel, 1], marker=shapes[kind % len(shapes)], color=colours(i % colours.N),
+                       label=None if j else group, alpha=0.8)
     ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
