@@ -131,12 +131,12 @@ def main():
             record = pt.load(path).texts[0]
             check = decodes(models, path)
             row = {"recipe": recipe, "text": label, "n_tokens": record.n_tokens, "status": record.status,
-                   "steps": record.total_steps, "wall_s": wall, "fp32_step_s": step, "fp32_steps": wall / step,
+                   "accuracy": record.accuracy, "steps": record.total_steps, "wall_s": wall, "fp32_step_s": step, "fp32_steps": wall / step,
                    "decodes": {d: c["exact"][0] for d, c in check.items()},
                    "margin": {d: c["margin"][0] for d, c in check.items()}}
             rows.append(row)
             save()
-            print(f"{recipe:>12} {label:>12} {row['status']:>8} {row['steps']:>5} steps {wall:7.1f} s "
+            print(f"{recipe:>12} {label:>12} {row['status']:>8} {row['accuracy']:.3f} {row['steps']:>5} steps {wall:7.1f} s "
                   f"= {row['fp32_steps']:6.0f} fp32 steps; exact fp32 {row['decodes']['float32']}, "
                   f"bf16 {row['decodes']['bfloat16']} (margins {row['margin']['float32']:.2f}, "
                   f"{row['margin']['bfloat16']:.2f})", flush=True)
