@@ -210,6 +210,15 @@ def test_geometry_finds_the_token_a_vector_was_made_from(tiny):
     assert near[1][0][0] == tiny.tokenizer.convert_ids_to_tokens(11)
 
 
+def test_sharing_table_says_how_much_of_a_study_under_way_it_holds():
+    def run(*accuracies, group=None):
+        return [{"text": f"t{k % 2}", "accuracy": a, "group": group, "seed": k // 2} for k, a in enumerate(accuracies)]
+    complete = {("m", 1): run(1.0, 0.5, 1.0, 1.0), ("m", 2): run(0.5, 0.5, 1.0, 0.5, group="g")}
+    assert "runs done" not in sharing.table(complete, expected=4)
+    under_way = complete | {("m", 2): run(0.5, 0.5, 1.0, group="g")}  # one text has not run its second seed
+    assert sharing.table(under_way, expected=4).splitlines()[-1] == "| m | runs done (texts x seeds), while under way | 4/4 | 3/4 |"
+
+
 def test_geometry_rebuilds_the_start_each_seed_drew(tiny):
     unmoved = get_recipe("fast").with_overrides(max_steps=0, dtype="float32", check_dtypes=(), margin=0.0)
     proto = encode_ids(tiny, [[5, 6, 7], [8, 9]], recipe=unmoved, seed=3, restarts=1, progress=False)

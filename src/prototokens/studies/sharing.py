@@ -86,8 +86,10 @@ def summary(records: list[dict]) -> dict:
             "seeds_needed": needed}
 
 
-def table(folders: dict[tuple[str, int], list[dict]]) -> str:
-    """Markdown in the shape of Table 2: rows shared vector x aggregate, columns S."""
+def table(folders: dict[tuple[str, int], list[dict]], expected: int | None = None) -> str:
+    """Markdown in the shape of Table 2: rows shared vector x aggregate, columns S. With
+    ``expected`` (texts x seeds), a study still under way also says how many of them each column
+    holds: until every text has run every seed, "avg" leans towards the seeds run so far."""
     sizes = sorted({s for _, s in folders})
     lines = ["| shared | agg | " + " | ".join(f"S={s}" for s in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
     for vector in sorted({v for v, _ in folders}):
@@ -97,6 +99,10 @@ def table(folders: dict[tuple[str, int], list[dict]]) -> str:
                 f"{stats[s][agg]:.2f}" if s in stats else "-" for s in sizes) + " |")
         lines.append(f"| {vector} | groups passed (seeds needed) | " + " | ".join(
             _needed(stats[s]["seeds_needed"]) if s in stats else "-" for s in sizes) + " |")
+        done = {s: len(folders[vector, s]) for s in sizes if (vector, s) in folders}
+        if expected and any(n < expected for n in done.values()):
+            lines.append(f"| {vector} | runs done (texts x seeds), while under way | " + " | ".join(
+                f"{done[s]}/{expected}" if s in done else f"0/{expected}" for s in sizes) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -116,7 +122,7 @@ def report(folder) -> list[Path]:
     s = runs[0]["settings"]
     body = (f"# Sharing one vector (Table 2)\n\n{s['model']}, {len(s['texts'])} texts from {s['source']}, "
             f"N={s['length']}, {s['seeds']} seeds, recipe {label(s['recipe'])} ({s['recipe']['max_steps']} steps).\n\n"
-            + table(folders))
+            + table(folders, len(s["texts"]) * s["seeds"]))
     return [write_markdown(folder, NAME, body)]
 
 
