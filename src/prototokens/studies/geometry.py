@@ -95,8 +95,10 @@ def nearest_tokens(lm: FrozenLM, vectors: torch.Tensor, k: int = 3, table: torch
 
 
 def summary(lm: FrozenLM, protos: list[ProtoTokens], k: int = 3) -> dict:
-    """Norms (mean, std) of e, m and the token embeddings, and each text's nearest tokens."""
+    """Norms (mean, std) of e, m and the token embeddings, each text's nearest tokens, and the
+    solutions' cosines with their starts."""
     table = lm.token_embeddings()
+    starts = [start_cosines(lm, p) for p in protos]  # each start rebuilt once, for e and m
     norms = table.norm(dim=-1)
     out = {"token_norm": {"mean": float(norms.mean()), "std": float(norms.std()),
                           "p5": float(norms.quantile(0.05)), "p95": float(norms.quantile(0.95))}}
@@ -107,7 +109,7 @@ def summary(lm: FrozenLM, protos: list[ProtoTokens], k: int = 3) -> dict:
         cos = _cosine(rows, table)
         out[f"{name}_nearest"] = _top_tokens(lm, cos, k)
         out[f"{name}_best_cosine"] = statistics.mean(cos.max(-1).values.tolist())
-        kept = [c for p in protos for c in start_cosines(lm, p)[name]]
+        kept = [c for cosines in starts for c in cosines[name]]
         out[f"{name}_start_cosine"] = {"mean": statistics.mean(kept), "std": statistics.pstdev(kept), "n": len(kept)} if kept else None
     return out
 
