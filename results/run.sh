@@ -24,10 +24,11 @@ if [[ $what == all || $what == studies ]]; then
   # unsolved, leaving 92 and then 98 same-text pairs
   $pt study locality     -o results/studies/locality-n32 --contexts 12 --texts 3 --seeds 5 --length 32 --recipe fast@3 -q
   $pt study geometry results/studies/locality-n32/context-*.proto.safetensors -o results/studies/geometry --recipe fast@3
-  # sharing at the scale of issue 18 (S = 16, 4 and 1 at N = 32, two groups of 16, 2 seeds), with `fast` v4: under way, resumes
+  # sharing at the scale of issue 18 (S = 16, 4 and 1 at N = 32, two groups of 16, 2 seeds), with `fast` v4
   $pt study sharing      -o results/studies/sharing-n32 --texts 32 --length 32 --sizes 16,1,4 --vectors m,e --seeds 2 --recipe fast@4 -q
   # arrangements at the scale of issue 18 (8 texts, N up to 64, best of 2 seeds), `fast` v4, one length on every
-  # layout before the next: under way, resumes
+  # layout before the next (its N = 64 units were finished under
+  # `torchrun --standalone --nproc_per_node=2 -m prototokens.cli study arrangements ...`: two ranks, 4 texts each)
   $pt study arrangements -o results/studies/arrangements-n64 --texts 8 --max-length 64 --seeds 2 \
       --layouts em-plus-one,em,alternating,halves,e-only --recipe fast@4 -q
 fi
