@@ -267,6 +267,38 @@ def test_a_text_exact_in_float32_but_not_in_bfloat16_is_not_reported_solved(tiny
     assert checked.outcomes[0].status == "unsolved" and checked.outcomes[0].accuracy == 1.0
 
 
+def _batch_dependent_bf16(tiny_path, other_tiny_path):
+    """A model whose bf16 twin writes as its own weights in a batch of several rows and as
+    another model's alone: a stand-in for 16-bit kernels that a batch's shape selects."""
+    from prototokens import load_model
+
+    lm = load_model(tiny_path, device="cpu")
+    twin, alone = lm.in_dtype("bfloat16"), load_model(other_tiny_path, device="cpu", dtype="bfloat16")
+    batched = twin.logits
+    twin.logits = lambda z: batched(z) if z.shape[0] > 1 else alone.logits(z)
+    return lm, twin, alone
+
+
+def test_a_text_exact_in_a_batched_bf16_pass_but_not_alone_is_not_reported_solved(tiny_path, other_tiny_path):
+    lm, twin, alone = _batch_dependent_bf16(tiny_path, other_tiny_path)
+    targets = [ids(lm, "Alice was"), ids(lm, "All the")]
+    recipe = RECIPE.with_overrides(dtype="bfloat16", max_steps=300)
+    assert [o.status for o in optimize(lm, targets, recipe=recipe, restarts=3, progress=False).outcomes] == ["solved"] * 2
+    checked = optimize(lm, targets, recipe=recipe.with_overrides(check_dtypes=("bfloat16",), max_steps=150), progress=False)
+    assert [o.status for o in checked.outcomes] == ["unsolved"] * 2
+    assert any(o.accuracy == 1.0 for o in checked.outcomes)  # exact in the batched pass, not alone
+
+
+def test_bf16_decodes_each_text_alone_and_float32_in_batches(tiny):
+    proto = encode_ids(tiny, [ids(tiny, "Alice was"), ids(tiny, "All the")], recipe=RECIPE, progress=False)
+    for model, rows in ((tiny.in_dtype("bfloat16"), [1, 1]), (tiny, [2])):
+        seen, logits = [], model.logits
+        model.logits = lambda z: seen.append(z.shape[0]) or logits(z)
+        decode_ids(model, proto)
+        del model.logits
+        assert seen == rows
+
+
 def test_polish_trains_an_exact_text_through_its_other_check_dtypes_until_all_write_it(tiny_path, other_tiny_path,
                                                                                          monkeypatch):
     import importlib

@@ -1,7 +1,8 @@
 """Decoding: one forward pass over the proto-token layout, argmax at every target position.
 
 Rows from any number of ProtoTokens (and layouts) go through the model together, right-padded;
-a causal mask means padding never reaches the outputs that are read.
+a causal mask means padding never reaches the outputs that are read. In a 16-bit dtype they go
+one at a time: there a batch's shape moves logits (FrozenLM.batch_invariant).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from .proto import ProtoTokens
 
 
 @torch.inference_mode()
-def decode_ids(lm: FrozenLM, protos: "ProtoTokens | list[ProtoTokens]", batch_size: int = 64) -> list[list[int]]:
-    """Token ids written by one forward pass for every text of every ``protos``."""
+def decode_ids(lm: FrozenLM, protos: "ProtoTokens | list[ProtoTokens]", batch_size: int | None = None) -> list[list[int]]:
+    """Token ids written by one forward pass for every text of every ``protos``, ``batch_size``
+    rows at a time (default: 64 where a row's logits do not depend on its batch, float32; else 1,
+    so that a text reads the same whatever is decoded with it)."""
+    batch_size = batch_size or (64 if lm.batch_invariant else 1)
     protos = [protos] if isinstance(protos, ProtoTokens) else list(protos)
     for p in protos:
         p.check_model(lm)

@@ -85,6 +85,13 @@ class FrozenLM:
         return twins[dtype]
 
     @property
+    def batch_invariant(self) -> bool:
+        """Whether a row's logits do not depend on what else is in its batch: float32 only. In a
+        16-bit dtype the kernels a batch's shape selects move a logit margin by up to 0.8 (bf16
+        on a CPU with AMX, bench/RESULTS.md), so a row is read alone there, as a file is decoded."""
+        return self.dtype == torch.float32
+
+    @property
     def device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, Arrangement, resolve_layout
-from .model import DTYPES, FrozenLM, native_bf16
+from .model import FrozenLM, native_bf16
 from .optimizers import get_optimizer
 from .outcome import FAILED, SOLVED, UNSOLVED, Outcome
 from .recipe import DEFAULT_RECIPE, Recipe, get_recipe
@@ -164,10 +164,10 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         params = {n: v.detach().float().clone().to(lm.device).requires_grad_() for n, v in begin.items()}
     optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
     compute = lm.in_dtype(recipe.dtype)
-    checks = [lm.in_dtype(d) for d in recipe.check_dtypes if DTYPES[d] != compute.dtype]
-    # what a group exact in the compute dtype also trains through (recipe.polish): the check
+    checks = check_models(lm, recipe)
+    # what a group exact in the compute dtype also trains through (recipe.polish): the other check
     # dtypes the hardware computes natively (an emulated bf16 step costs several fp32 ones)
-    polish = [c for c in checks if c.dtype == torch.float32 or native_bf16(c.device)] if recipe.polish else []
+    polish = [c for c in checks if c is not compute and (c.dtype == torch.float32 or native_bf16(c.device))] if recipe.polish else []
     polishing = set()  # groups (by first member) exact in the compute dtype at least once
     next_check = {}  # group -> first step at which its decode is checked again after a miss
     active = list(range(len(rows)))  # positions in ``rows``
@@ -232,10 +232,18 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     bar.close()
 
 
+def check_models(lm: FrozenLM, recipe: Recipe) -> list[FrozenLM]:
+    """The models a text exact in the compute pass must also be exact in: one per check dtype,
+    less the compute dtype where its batched pass already reads each text as it would alone."""
+    compute = lm.in_dtype(recipe.dtype)
+    return [c for c in (lm.in_dtype(d) for d in recipe.check_dtypes) if c is not compute or not c.batch_invariant]
+
+
 def _polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe) -> tuple[torch.Tensor, dict]:
     """``objective`` plus, for the texts of the groups in ``polishing``, the objective of one
     pass through each model in ``polish``; and what those passes read, per model and text
-    (position in ``active``): (accuracy, margin), this step's check in that dtype for free."""
+    (position in ``active``): (accuracy, margin), this step's check in that dtype for free where
+    a batch reads each text as it would alone."""
     ks = [k for g in groups if g[0] in polishing for k, a in enumerate(active) if a in g]
     if not (polish and ks):
         return objective, {}
@@ -245,7 +253,8 @@ def _polished(objective, polish, polishing, groups, active, layout, vectors, tar
     for lm in polish:
         extra = evaluate(lm, layout, mine, [targets[k] for k in ks], recipe.first_weight, recipe.temperature)
         objective = objective.index_add(0, at, extra.objective)
-        seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))
+        if lm.batch_invariant:
+            seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))
     return objective, seen
 
 
@@ -254,14 +263,16 @@ def _margins_everywhere(checks: list[FrozenLM], layout: Arrangement, vectors: di
                         recipe: Recipe, known: dict | None = None) -> list[float] | None:
     """Each text's smallest margin over one forward pass of every model in ``checks`` (or its
     (accuracy, margin) per text in ``known``, read this step), or None if any of them misses a
-    target or the recipe's margin."""
+    target or the recipe's margin. Where a batch's shape moves logits, each text is read alone."""
     found = None
     for lm in checks:
         if lm in (known or {}):
             accuracy, margins = (list(x) for x in zip(*known[lm]))
         else:
-            scores = evaluate(lm, layout, vectors, targets)
-            accuracy, margins = scores.accuracy.tolist(), scores.margin.tolist()
+            batches = [range(len(targets))] if lm.batch_invariant else [[k] for k in range(len(targets))]
+            scores = [evaluate(lm, layout, {n: v[b] for n, v in vectors.items()}, [targets[k] for k in b]) for b in batches]
+            accuracy = [a for s in scores for a in s.accuracy.tolist()]
+            margins = [g for s in scores for g in s.margin.tolist()]
         if not all(_solved(a, g, recipe) for a, g in zip(accuracy, margins)):
             return None
         found = margins if found is None else [min(a, b) for a, b in zip(found, margins)]

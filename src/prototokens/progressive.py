@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from .errors import PrototokensError
 from .layout import Arrangement, resolve_layout
-from .model import DTYPES, FrozenLM
-from .optimize import RECHECK, _margins_everywhere, _solved, evaluate, initial_vectors
+from .model import FrozenLM
+from .optimize import RECHECK, _margins_everywhere, _solved, check_models, evaluate, initial_vectors
 from .optimizers import get_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
 from .proto import read_safetensors, save_atomic
@@ -73,7 +73,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
     params = initial_vectors(lm, recipe, seed, layout.vectors, {name: n for name in layout.vectors})
     optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
     compute = lm.in_dtype(recipe.dtype)
-    checks = [lm.in_dtype(d) for d in recipe.check_dtypes if DTYPES[d] != compute.dtype]
+    checks = check_models(lm, recipe)
     stamp = json.loads(json.dumps({"model": {"name": lm.name, "fingerprint": lm.fingerprint}, "layout": layout.name,
                                    "recipe": recipe.to_dict(), "seed": seed, "first": first, "grow": grow,
                                    "stage_steps": stage_steps, "targets": targets}))  # as it reads back from a file

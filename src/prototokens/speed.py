@@ -38,7 +38,7 @@ def time_decode(lm: FrozenLM, proto: ProtoTokens, repeats: int = 5) -> dict:
     Medians and spreads (min, max) in seconds, throughput in reconstructed tokens per second.
     """
     n = max(t.n_tokens for t in proto.texts)
-    one_pass = _seconds(lambda: decode_ids(lm, proto), repeats)
+    one_pass = _seconds(lambda: decode_ids(lm, proto, batch_size=len(proto)), repeats)
     greedy = _seconds(lambda: greedy_generate(lm, n, batch=len(proto)), max(1, repeats // 2))
     tokens = sum(t.n_tokens for t in proto.texts)
     row = {"n_tokens": n, "batch": len(proto), "repeats": repeats}
