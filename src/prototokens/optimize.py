@@ -203,7 +203,9 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
             if solved and checks:  # exact in the compute dtype; is it in every dtype it must decode in?
                 found = None
                 known = {c: [seen[c][k] for k in ks] for c in seen if all(k in seen[c] for k in ks)}
-                if len(known) == len(checks) or step >= next_check.get(group[0], 0):
+                # due after a miss every RECHECK steps, or now if this step's polish passes read
+                # every check a batch can (the rest, read alone, then cost a forward only if they pass)
+                if known and len(known) == sum(c.batch_invariant for c in checks) or step >= next_check.get(group[0], 0):
                     found = _margins_everywhere(checks, layout, {n: v[ks].detach() for n, v in vectors.items()},
                                                 [targets[rows[a]] for a in group], recipe, known)
                     next_check[group[0]] = step + RECHECK
@@ -264,12 +266,12 @@ def _margins_everywhere(checks: list[FrozenLM], layout: Arrangement, vectors: di
     """Each text's smallest margin over one forward pass of every model in ``checks`` (or its
     (accuracy, margin) per text in ``known``, read this step), or None if any of them misses a
     target or the recipe's margin. Where a batch's shape moves logits, each text is read alone."""
-    found = None
-    for lm in checks:
-        if lm in (known or {}):
+    found, known = None, known or {}
+    for lm in sorted(checks, key=lambda c: c not in known):  # the free reads first
+        if lm in known:
             accuracy, margins = (list(x) for x in zip(*known[lm]))
         else:
-            batches = [range(len(targets))] if lm.batch_invariant else [[k] for k in range(len(targets))]
+            batches = [list(range(len(targets)))] if lm.batch_invariant else [[k] for k in range(len(targets))]
             scores = [evaluate(lm, layout, {n: v[b] for n, v in vectors.items()}, [targets[k] for k in b]) for b in batches]
             accuracy = [a for s in scores for a in s.accuracy.tolist()]
             margins = [g for s in scores for g in s.margin.tolist()]
