@@ -10,6 +10,8 @@ recipe_search (same arguments, same JSON in bench/results/recipes/NAME.json):
 - ``sf-adamw``: Defazio et al.'s schedule-free AdamW (2024). The parameter holds y,
   where the gradient is taken, between the AdamW iterate z and x, the average of the z iterates
   weighted by the largest learning rate so far squared; use it with ``schedule=constant``.
+- ``lion``: Chen et al.'s Lion (2023): the sign of an interpolated momentum, so every
+  coordinate moves by the learning rate each step; betas are Lion's (interpolation, momentum).
 
 Each keeps a step count per row as RowAdamW does, so a text's run does not depend on its batch.
 """
@@ -76,7 +78,32 @@ class ScheduleFreeAdamW:
                 x.copy_(state[f"{kind}.{i}"])
 
 
-optimizers.OPTIMIZERS |= {"adamw-elr": SlowE, "sf-adamw": ScheduleFreeAdamW}
+class Lion:
+    """Lion per row: p -= lr (sign(b1 m + (1 - b1) g) + wd p), then m = b2 m + (1 - b2) g."""
+
+    STATE = ("m", "t")
+
+    def __init__(self, params, recipe):
+        self.params, self.recipe = params, recipe
+        self.m = [torch.zeros_like(p) for p in params]
+        self.t = [_per_row(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, rows_per_param):
+        r = self.recipe
+        b1, b2 = r.betas
+        for p, m, t, rows in zip(self.params, self.m, self.t, rows_per_param):
+            g = p.grad[rows]
+            t[rows] += 1
+            lr = optimizers.row_lr(r, t[rows])
+            p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * (m[rows] * b1 + g * (1 - b1)).sign()
+            m[rows] = m[rows] * b2 + g * (1 - b2)
+            p.grad = None
+
+    state_dict, load_state_dict = ScheduleFreeAdamW.state_dict, ScheduleFreeAdamW.load_state_dict
+
+
+optimizers.OPTIMIZERS |= {"adamw-elr": SlowE, "sf-adamw": ScheduleFreeAdamW, "lion": Lion}
 
 if __name__ == "__main__":
     recipe_search.main()

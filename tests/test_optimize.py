@@ -190,12 +190,12 @@ def test_an_earlier_version_of_a_preset_is_the_one_its_committed_runs_recorded(v
             get_recipe(bad)
 
 
-def test_the_cosine_ends_at_the_floor_and_a_temperature_sharpens_only_the_objective(tiny):
+def test_the_cosine_ends_at_the_floor_and_a_temperature_or_focus_changes_only_the_objective(tiny):
     recipe = get_recipe("fast").with_overrides(lr_floor=0.01, warmup=10, max_steps=110)
     assert recipe.lr_at(5) == pytest.approx(recipe.lr * 5 / 11) and recipe.lr_at(10 + 100) == pytest.approx(recipe.lr * 0.01)
     assert recipe.lr_at(60) == pytest.approx(recipe.lr * (0.01 + 0.99 / 2))
-    for bad in (dict(temperature=0.0), dict(lr_floor=1.5)):
-        with pytest.raises(PrototokensError, match="temperature must be positive and lr_floor in"):
+    for bad in (dict(temperature=0.0), dict(lr_floor=1.5), dict(focus=-1.0)):
+        with pytest.raises(PrototokensError, match="temperature must be positive, lr_floor in"):
             recipe.with_overrides(**bad)
     from prototokens.optimize import evaluate
 
@@ -207,6 +207,10 @@ def test_the_cosine_ends_at_the_floor_and_a_temperature_sharpens_only_the_object
     by_hand = torch.nn.functional.cross_entropy(logits / 0.5, torch.tensor(target))
     assert float(sharp.objective[0]) == pytest.approx(float(by_hand), rel=1e-5)
     assert (sharp.loss, sharp.accuracy, sharp.margin) == (plain.loss, plain.accuracy, plain.margin)  # reported at T = 1
+    focal = evaluate(tiny, layout, vectors, [target], focus=2.0)
+    ce = torch.nn.functional.cross_entropy(logits, torch.tensor(target), reduction="none")
+    assert float(focal.objective[0]) == pytest.approx(float((ce * (1 - (-ce).exp()) ** 2).mean()), rel=1e-5)
+    assert (focal.loss, focal.accuracy, focal.margin) == (plain.loss, plain.accuracy, plain.margin)
 
 
 def test_a_recipe_names_a_registered_optimizer():

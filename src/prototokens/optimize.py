@@ -180,7 +180,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
         texts = [targets[rows[a]] for a in active]
-        scores = evaluate(compute, layout, vectors, texts, recipe.first_weight, recipe.temperature)
+        scores = evaluate(compute, layout, vectors, texts, recipe.first_weight, recipe.temperature, recipe.focus)
         objective, seen = _polished(scores.objective, polish, polishing, groups, active, layout, vectors, texts, recipe)
         finite = torch.isfinite(objective.detach())
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
@@ -253,7 +253,7 @@ def _polished(objective, polish, polishing, groups, active, layout, vectors, tar
     mine = {n: v[at] for n, v in vectors.items()}
     seen = {}
     for lm in polish:
-        extra = evaluate(lm, layout, mine, [targets[k] for k in ks], recipe.first_weight, recipe.temperature)
+        extra = evaluate(lm, layout, mine, [targets[k] for k in ks], recipe.first_weight, recipe.temperature, recipe.focus)
         objective = objective.index_add(0, at, extra.objective)
         if lm.batch_invariant:
             seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))
@@ -299,9 +299,9 @@ def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(lm: FrozenLM, layout: Arrangement, vectors: dict[str, torch.Tensor], targets: list[list[int]],
-             first_weight: float = 1.0, temperature: float = 1.0) -> Scores:
+             first_weight: float = 1.0, temperature: float = 1.0, focus: float = 0.0) -> Scores:
     """Per text, from one forward pass: the objective (mean cross-entropy of logits / ``temperature``,
-    the first target weighted by ``first_weight``), the plain mean cross-entropy, accuracy and
+    each target's times (1 - p)^``focus``, the first target weighted by ``first_weight``), the plain mean cross-entropy, accuracy and
     smallest margin."""
     z = layout.inputs(vectors, targets, lm)
     width = max(len(t) for t in targets)
@@ -314,6 +314,8 @@ def evaluate(lm: FrozenLM, layout: Arrangement, vectors: dict[str, torch.Tensor]
     ce = F.cross_entropy(logits.transpose(1, 2), t, ignore_index=IGNORE, reduction="none")
     objective = ce if temperature == 1.0 else F.cross_entropy((logits / temperature).transpose(1, 2), t,
                                                               ignore_index=IGNORE, reduction="none")
+    if focus:
+        objective = objective * (1 - (-objective).exp()).pow(focus)
     weighted = torch.cat([objective[:, :1] * first_weight, objective[:, 1:]], dim=1) if first_weight != 1.0 else objective
     n = valid.sum(1)
     with torch.no_grad():

@@ -58,6 +58,9 @@ class Recipe:
     polish: bool = False
     temperature: float = 1.0  # the objective's cross-entropy is taken on logits / temperature
     lr_floor: float = 0.05  # the cosine schedule ends at lr * lr_floor
+    # focal objective (Lin et al. 2017): each target's cross-entropy times (1 - p)^focus, so
+    # targets already written well weigh less; 0 is plain cross-entropy
+    focus: float = 0.0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -71,8 +74,8 @@ class Recipe:
             raise PrototokensError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if not (self.lr > 0 and self.max_steps >= 0 and self.warmup >= 0 and self.margin >= 0):
             raise PrototokensError("lr must be positive; steps, warmup and margin not negative")
-        if not (self.temperature > 0 and 0 <= self.lr_floor <= 1):
-            raise PrototokensError("temperature must be positive and lr_floor in [0, 1]")
+        if not (self.temperature > 0 and 0 <= self.lr_floor <= 1 and self.focus >= 0):
+            raise PrototokensError("temperature must be positive, lr_floor in [0, 1] and focus not negative")
         if not all(0 <= b < 1 for b in self.betas):
             raise PrototokensError(f"betas must lie in [0, 1), got {self.betas}")
 
