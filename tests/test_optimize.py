@@ -297,7 +297,7 @@ def test_bf16_decodes_each_text_alone_and_float32_in_batches(tiny):
     proto = encode_ids(tiny, [ids(tiny, "Alice was"), ids(tiny, "All the")], recipe=RECIPE, progress=False)
     for model, rows in ((tiny.in_dtype("bfloat16"), [1, 1]), (tiny, [2])):
         seen, logits = [], model.logits
-        model.logits = lambda z: seen.append(z.shape[0]) or logits(z)
+        model.logits = lambda z, seen=seen, logits=logits: seen.append(z.shape[0]) or logits(z)
         decode_ids(model, proto)
         del model.logits
         assert seen == rows
