@@ -280,11 +280,11 @@ def _batch_dependent_bf16(tiny_path, other_tiny_path):
     twin, alone = lm.in_dtype("bfloat16"), load_model(other_tiny_path, device="cpu", dtype="bfloat16")
     batched = twin.logits
     twin.logits = lambda z: batched(z) if z.shape[0] > 1 else alone.logits(z)
-    return lm, twin, alone
+    return lm
 
 
 def test_a_text_exact_in_a_batched_bf16_pass_but_not_alone_is_not_reported_solved(tiny_path, other_tiny_path):
-    lm, twin, alone = _batch_dependent_bf16(tiny_path, other_tiny_path)
+    lm = _batch_dependent_bf16(tiny_path, other_tiny_path)
     targets = [ids(lm, "Alice was"), ids(lm, "All the")]
     recipe = RECIPE.with_overrides(dtype="bfloat16", max_steps=300)
     assert [o.status for o in optimize(lm, targets, recipe=recipe, restarts=3, progress=False).outcomes] == ["solved"] * 2

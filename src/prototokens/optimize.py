@@ -180,7 +180,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
         texts = [targets[rows[a]] for a in active]
-        scores = evaluate(compute, layout, vectors, texts, recipe.first_weight, recipe.temperature, recipe.focus)
+        scores = evaluate(compute, layout, vectors, texts, *recipe.objective)
         objective, seen = _polished(scores.objective, polish, polishing, groups, active, layout, vectors, texts, recipe)
         finite = torch.isfinite(objective.detach())
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
@@ -253,7 +253,7 @@ def _polished(objective, polish, polishing, groups, active, layout, vectors, tar
     mine = {n: v[at] for n, v in vectors.items()}
     seen = {}
     for lm in polish:
-        extra = evaluate(lm, layout, mine, [targets[k] for k in ks], recipe.first_weight, recipe.temperature, recipe.focus)
+        extra = evaluate(lm, layout, mine, [targets[k] for k in ks], *recipe.objective)
         objective = objective.index_add(0, at, extra.objective)
         if lm.batch_invariant:
             seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))

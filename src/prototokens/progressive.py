@@ -87,8 +87,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
         active = climbing.active
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[idx] for name, p in params.items()}
-        scores = evaluate(compute, layout, vectors, [targets[a][: length[a]] for a in active], recipe.first_weight,
-                          recipe.temperature, recipe.focus)
+        scores = evaluate(compute, layout, vectors, [targets[a][: length[a]] for a in active], *recipe.objective)
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
         step_rows, still = [], []
         for k, a in enumerate(active):

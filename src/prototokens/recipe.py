@@ -106,6 +106,12 @@ class Recipe:
         return cls(**fields | {"betas": tuple(fields["betas"]), "check_dtypes": tuple(fields.get("check_dtypes", ()))})
 
     @property
+    def objective(self) -> tuple[float, float, float]:
+        """What :func:`~prototokens.optimize.evaluate` shapes its objective with: first_weight,
+        temperature, focus."""
+        return self.first_weight, self.temperature, self.focus
+
+    @property
     def label(self) -> str:
         """Name and version, as reports print it: ``fast v2``."""
         return label(self.to_dict())
