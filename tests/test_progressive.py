@@ -114,3 +114,37 @@ def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupte
         assert all(torch.equal(a.failed.vectors[k], b.failed.vectors[k]) for k in a.failed.vectors)
     with pytest.raises(PrototokensError, match="other texts, settings or model"):
         progressive(tiny, targets, state=state, **args | {"grow": 1})
+
+
+def test_a_climb_kept_before_a_recipe_field_existed_resumes(tiny, tmp_path, monkeypatch):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    import prototokens.progressive as module
+
+    args = dict(layout=Cramming(1), recipe=RECIPE.with_overrides(max_steps=200), stage_steps=60, progress=False)
+    targets, state, evaluate, calls = [tiny.tokenize(SENTENCES[0])], tmp_path / "climb.safetensors", module.evaluate, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 20:
+            raise KeyboardInterrupt
+        return evaluate(*a, **k)
+
+    monkeypatch.setattr(module, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        progressive(tiny, targets, state=state, **args)
+    monkeypatch.setattr(module, "evaluate", evaluate)
+    with safe_open(state, "pt") as f:
+        meta = json.loads(f.metadata()["prototokens.climb"])
+    tensors = load_file(state)
+
+    def keep(recipe: dict):
+        save_file(tensors, state, {"prototokens.climb": json.dumps(meta | {"stamp": meta["stamp"] | {"recipe": recipe}})})
+
+    recipe = meta["stamp"]["recipe"]
+    keep({k: v for k, v in recipe.items() if k != "focus"})  # as a climb kept before Recipe.focus existed reads
+    progressive(tiny, targets, state=state, **args)
+    keep(recipe | {"focus": 1.0})  # a field that differs is still refused
+    with pytest.raises(PrototokensError, match="other texts, settings or model"):
+        progressive(tiny, targets, state=state, **args)
