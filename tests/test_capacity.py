@@ -186,6 +186,7 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
         {"key": "b8", "text": "b", "length": 8, "seed": 0, "accuracy": 1.0, "h_lm_nats": 25.0}) + "\n")
     caps = report.capacities(read_records(run / "records.jsonl")).values()
     assert report.climbing({"grid": [4, 8, 16, 32]}, caps) == 1  # "b" passed 8, was never tried at 16
+    assert report.climbing({"grid": [4, 8, 16, 32], "search": "progressive"}, caps) == 0  # its climb has ended
 
     crammed = tmp_path / "books-cramming"
     crammed.mkdir()

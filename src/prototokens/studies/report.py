@@ -99,7 +99,10 @@ def table(runs: list[dict]) -> str:
 def climbing(settings: dict, caps) -> int:
     """Texts of a sweep that was stopped early, so that their capacity is only a lower bound: they
     passed the longest length they were tried at, short of the grid's end, or (bisecting) failed
-    no length just above their capacity."""
+    no length just above their capacity. A progressive climb's records are written when it has
+    ended, at its first stage short of exact, even where that stage clears the threshold."""
+    if settings.get("search") == "progressive":
+        return 0
     end, bisect = max(settings.get("grid") or [0]), settings.get("search") == "bisect"
 
     def unfinished(c):
