@@ -29,7 +29,8 @@ from .optimize import RECHECK, _margins_everywhere, _solved, check_models, evalu
 from .optimizers import get_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
 from .proto import read_safetensors, save_atomic
-from .recipe import Recipe, get_recipe, same_recipe
+from .recipe import Recipe, get_recipe
+from .records import changed_settings
 
 
 @dataclass
@@ -174,7 +175,7 @@ class _Climbing:
         ``optimizer``; refused if it is another climb's."""
         tensors, raw = read_safetensors(path, _FORMAT, "a progressive climb's state")
         meta = json.loads(raw)
-        if not _same_stamp(meta["stamp"], stamp):
+        if changed_settings(meta["stamp"], stamp):
             raise PrototokensError(f"{path} holds the climb of other texts, settings or model; remove it to start over")
         with torch.no_grad():
             for name, p in params.items():
@@ -186,13 +187,6 @@ class _Climbing:
                              {name: tensors[f"{kind}.{a}.{name}"] for name in params})
                        for a, s in enumerate(meta[kind])] for kind in _KEPT}
         return cls(meta["length"], meta["since"], meta["used"], meta["next_check"], active=meta["active"], **kept)
-
-
-def _same_stamp(old: dict, new: dict) -> bool:
-    """Whether a kept climb is this one: its recipe compared as :func:`~prototokens.recipe.same_recipe`
-    (a field added since the climb was kept counts as its default), everything else exactly."""
-    rest = [{k: v for k, v in stamp.items() if k != "recipe"} for stamp in (old, new)]
-    return rest[0] == rest[1] and same_recipe(old["recipe"], new["recipe"])
 
 
 _FORMAT = "prototokens.climb"

@@ -34,7 +34,7 @@ class RunFolder:
         run = self.folder / "run.json"
         if run.exists():
             old = json.loads(run.read_text())
-            changed = _changed(old, json.loads(json.dumps(settings)))
+            changed = changed_settings(old, json.loads(json.dumps(settings)))
             if changed:
                 raise PrototokensError(
                     f"{self.folder} holds a run with other settings ({', '.join(changed)} differ); "
@@ -120,9 +120,9 @@ def merge_parts(folder: "str | os.PathLike", records: str = "records.jsonl") -> 
     return True
 
 
-def _changed(old: dict, new: dict) -> list[str]:
+def changed_settings(old: dict, new: dict) -> list[str]:
     """The settings that differ; a recipe is compared as :func:`~prototokens.recipe.same_recipe`
-    does, so folders written before recipes carried a version or an optimiser still resume."""
+    does, so folders and states written before a recipe field existed still resume."""
     def differs(k):
         if k == "recipe" and isinstance(old.get(k), dict) and isinstance(new.get(k), dict):
             return not same_recipe(old[k], new[k])
