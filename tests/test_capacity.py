@@ -70,6 +70,18 @@ def test_changed_settings_are_refused_not_mixed(tiny, tmp_path):
                      recipe=RECIPE.with_overrides(lr=0.01), progress=False)
 
 
+
+def test_a_run_grows_by_texts_added_after_its_own(tiny, tmp_path):
+    capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    before = (tmp_path / "records.jsonl").read_text()
+    capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    after = (tmp_path / "records.jsonl").read_text()
+    assert after.startswith(before) and [r["text"] for r in read_records(tmp_path / "records.jsonl")] == ["t0", "t1"]
+    assert json.loads((tmp_path / "run.json").read_text())["texts"] == ["t0", "t1"]
+    for other in (texts(tiny)[1:3], texts(tiny)[:1]):  # not a run with texts added after its own
+        with pytest.raises(PrototokensError, match="other settings \\(texts differ"):
+            capacity.sweep(tiny, other, tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+
 def test_shared_m_sweeps_the_group_together(tiny, tmp_path):
     capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 3], shared=True,
                  recipe=RECIPE, progress=False)

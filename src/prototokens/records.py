@@ -1,7 +1,8 @@
 """Append-only JSONL records for long studies: a run folder, its settings, one line per unit.
 
 ``run.json`` in the folder holds the settings the run was started with; opening the folder
-with other settings is refused, so old and new records never mix. Each finished unit is one
+with other settings is refused, so old and new records never mix (texts added after the run's
+own are not other settings: the run grows by them). Each finished unit is one
 line, written and flushed at once, keyed by a hash of what the unit is; a rerun skips keys
 already present. A line cut short by a kill is ignored (and its unit redone).
 
@@ -34,15 +35,17 @@ class RunFolder:
         run = self.folder / "run.json"
         if run.exists():
             old = json.loads(run.read_text())
-            changed = changed_settings(old, json.loads(json.dumps(settings)))
+            new = json.loads(json.dumps(settings))
+            changed = changed_settings(old, new)
+            if changed == ["texts"] and _grows(old, new):  # more texts: the first ones' records stand
+                changed = []
+                _write_run(run, settings)
             if changed:
                 raise PrototokensError(
                     f"{self.folder} holds a run with other settings ({', '.join(changed)} differ); "
                     "use another folder, or the same settings to resume")
         else:
-            tmp = run.with_suffix(f".{os.getpid()}.tmp")  # ranks may write it at once
-            tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
-            tmp.replace(run)
+            _write_run(run, settings)
         self.settings = settings
         self.path = self.folder / records
         if distributed.active():
@@ -129,6 +132,20 @@ def changed_settings(old: dict, new: dict) -> list[str]:
         return old.get(k) != new.get(k)
 
     return sorted(k for k in old.keys() | new.keys() if differs(k))
+
+
+def _grows(old: dict, new: dict) -> bool:
+    """Whether ``new`` is ``old``'s run with texts added after the ones it had (each text a unit
+    of its own, so a shared vector, one unit over all texts, cannot grow)."""
+    texts = old.get("texts")
+    return (isinstance(texts, list) and not old.get("shared_m") and len(new["texts"]) > len(texts)
+            and new["texts"][: len(texts)] == texts)
+
+
+def _write_run(run: Path, settings: dict) -> None:
+    tmp = run.with_suffix(f".{os.getpid()}.tmp")  # ranks may write it at once
+    tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
+    tmp.replace(run)
 
 
 def _drop_partial_last_line(path: Path) -> None:
