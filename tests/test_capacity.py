@@ -15,7 +15,7 @@ from prototokens.cramming import Cramming
 from prototokens.records import read_records
 from prototokens.studies import capacity
 
-RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=150, init="embedding-std", first_weight=1.0,
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, relative_lr=False, max_steps=150, init="embedding-std", first_weight=1.0,
                                           dtype="float32", check_dtypes=(), margin=0.0)
 SENTENCES = ["Alice was beginning to get very tired of sitting by her sister on the bank.",
              "All the world's a stage, and all the men and women merely players.",
@@ -54,7 +54,7 @@ def test_a_rerun_skips_what_is_done(tiny, tmp_path):
 def test_a_folder_written_before_recipes_had_versions_still_resumes(tiny, tmp_path):
     capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
     settings = json.loads((tmp_path / "run.json").read_text())
-    assert settings["recipe"]["version"] == 4
+    assert settings["recipe"]["version"] == 5
     for field in ("version", "optimizer"):  # as run folders were written before
         del settings["recipe"][field]
     (tmp_path / "run.json").write_text(json.dumps(settings))
@@ -152,7 +152,7 @@ def test_cli_sweep_killed_with_sigkill_resumes_and_loses_only_the_unit_in_progre
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "prototokens.cli", "capacity", "--model", tiny_path, "--source", str(source),
            "--texts", "3", "--grid", "2,3,4,5,6,8,11", "--seeds", "2", "--context-tokens", "0", "--batch-size", "1",
-           "--lr", "0.05", "--steps", "150", "-q", "--device", "cpu", "-o", str(out)]
+           "--lr", "0.5", "--steps", "150", "-q", "--device", "cpu", "-o", str(out)]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     records = out / "records.jsonl"

@@ -11,7 +11,7 @@ from prototokens.layout import LAYOUTS
 from prototokens.optimizers import OPTIMIZERS
 from prototokens.recipe import label, same_recipe
 
-RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=400, init="embedding-std", first_weight=1.0,
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, relative_lr=False, max_steps=400, init="embedding-std", first_weight=1.0,
                                           dtype="float32", check_dtypes=(), margin=0.0)
 TEXTS = ["Alice was beginning to get", "All the world's a stage", "Of Man's first"]
 
@@ -167,24 +167,24 @@ def test_overrides_rename_a_recipe_once_and_only_when_a_value_changes():
 
 def test_a_recipe_names_its_version_and_old_records_without_one_still_match():
     fast = get_recipe("fast")
-    assert fast.version == 4 and fast.to_dict()["version"] == 4 and fast.label == "fast v4"
-    assert fast.with_overrides(max_steps=10).version == 4  # a custom recipe keeps its base's version
+    assert fast.version == 5 and fast.to_dict()["version"] == 5 and fast.label == "fast v5"
+    assert fast.with_overrides(max_steps=10).version == 5  # a custom recipe keeps its base's version
     old = {k: v for k, v in fast.to_dict().items() if k not in ("version", "optimizer")}
     assert same_recipe(old, fast.to_dict()) and label(old) == "fast"
-    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=5).to_dict())
+    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=6).to_dict())
     assert not same_recipe(old, fast.with_overrides(lr=1e-2).to_dict())
     assert Recipe.from_dict(fast.to_dict()) == fast
 
 
 @pytest.mark.parametrize("version, run", [(1, "studies/arrangements/study.json"), (2, "capacity/books/run.json"),
-                                          (3, "studies/locality-n32/study.json")])
+                                          (3, "studies/locality-n32/study.json"), (4, "capacity/books-gemma/run.json")])
 def test_an_earlier_version_of_a_preset_is_the_one_its_committed_runs_recorded(version, run):
     recorded = json.loads((Path(__file__).parents[1] / "results" / run).read_text())
     recorded = recorded.get("config", recorded)["recipe"]
     assert same_recipe(recorded, get_recipe(f"fast@{version}").to_dict())
     assert get_recipe(f"fast@{version}").label == f"fast v{version}"
-    assert get_recipe("fast@4") == get_recipe("fast")
-    for bad, message in (("fast@9", "recipe fast has no version '9'; it has: 1, 2, 3, 4"),
+    assert get_recipe("fast@5") == get_recipe("fast")
+    for bad, message in (("fast@9", "recipe fast has no version '9'; it has: 1, 2, 3, 4, 5"),
                          ("paper@2", "recipe paper has no version '2'; it has: 1"), ("slow@1", "unknown recipe 'slow@1'")):
         with pytest.raises(PrototokensError, match=message):
             get_recipe(bad)
@@ -211,6 +211,19 @@ def test_the_cosine_ends_at_the_floor_and_a_temperature_or_focus_changes_only_th
     ce = torch.nn.functional.cross_entropy(logits, torch.tensor(target), reduction="none")
     assert float(focal.objective[0]) == pytest.approx(float((ce * (1 - (-ce).exp()) ** 2).mean()), rel=1e-5)
     assert (focal.loss, focal.accuracy, focal.margin) == (plain.loss, plain.accuracy, plain.margin)
+
+
+def test_a_relative_lr_counts_in_the_models_embedding_std(tiny):
+    relative = get_recipe("fast").with_overrides(max_steps=1, schedule="constant", weight_decay=0.0, dtype="float32", check_dtypes=(),
+                                                 margin=0.0, polish=False)
+    assert relative.relative_lr and relative.for_model(tiny).lr == pytest.approx(relative.lr * tiny.embedding_std)
+    absolute = relative.with_overrides(relative_lr=False)
+    assert absolute.for_model(tiny) is absolute
+    target = ids(tiny, "Alice was beginning")
+    start = optimize(tiny, [target], recipe=relative.with_overrides(max_steps=0), progress=False).vectors["m"]
+    for recipe, lr in ((relative, relative.lr * tiny.embedding_std), (absolute, absolute.lr)):
+        moved = optimize(tiny, [target], recipe=recipe, progress=False).vectors["m"] - start
+        assert moved.abs().max() == pytest.approx(lr, rel=1e-3)  # AdamW's first step: lr in each coordinate
 
 
 def test_a_recipe_names_a_registered_optimizer():

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 import prototokens.proto as proto_module
 from prototokens import PrototokensError, decode, encode, get_recipe, load, load_model
 
-RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=300, init="embedding-std", first_weight=1.0,
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, relative_lr=False, max_steps=300, init="embedding-std", first_weight=1.0,
                                           dtype="float32", check_dtypes=(), margin=0.0)
 
 

@@ -11,7 +11,7 @@ from prototokens.cli import main
 from prototokens.studies import arrangements, capacity, connectivity, geometry, locality, probe, sharing
 from prototokens.studies.common import Text
 
-RECIPE = get_recipe("fast").with_overrides(lr=0.05, max_steps=150, init="embedding-std", first_weight=1.0,
+RECIPE = get_recipe("fast").with_overrides(lr=0.05, relative_lr=False, max_steps=150, init="embedding-std", first_weight=1.0,
                                           dtype="float32", check_dtypes=(), margin=0.0)
 SENTENCES = ["Alice was beginning to get very tired of sitting by her sister on the bank.",
              "All the world's a stage, and all the men and women merely players.",
@@ -233,7 +233,7 @@ def test_study_cli_writes_its_table_and_refuses_bad_names(tiny_path, tmp_path, c
     source = tmp_path / "texts.jsonl"
     source.write_text("".join(json.dumps(s) + "\n" for s in SENTENCES))
     out = tmp_path / "arr"
-    common = ["--model", tiny_path, "--source", str(source), "--steps", "40", "--lr", "0.05", "--init", "embedding-std", "-q"]
+    common = ["--model", tiny_path, "--source", str(source), "--steps", "40", "--lr", "0.5", "--init", "embedding-std", "-q"]
     assert main(["study", "arrangements", "-o", str(out), "--texts", "2", "--max-length", "2", "--layouts", "em,e-only", *common]) == 0
     assert "| e-only | [e]xN |" in (out / "arrangements.md").read_text()
     assert main(["study", "arrangements", "-o", str(out), "--layouts", "em,diagonal", *common]) == 2

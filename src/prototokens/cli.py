@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--recipe", type=_recipe, help=f"{', '.join(RECIPES)}; NAME@VERSION for an earlier version, "
                        f"e.g. to resume a run it started (default {DEFAULT_RECIPE}; cramming with --mem)")
         q.add_argument("--steps", type=_whole_int, help="most optimisation steps per seed (0, with --init encoder:PATH: the encoder's guess as it is)")
-        q.add_argument("--lr", type=float, help="learning rate")
+        q.add_argument("--lr", type=float, help="learning rate (in embedding stds for a recipe that counts it so, as fast does)")
         q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
         q.add_argument("--focus", type=float, help="focal objective: each target's cross-entropy times (1 - p)^FOCUS "
                        "(0: plain cross-entropy, every preset's; 2 solved more 64-token texts, bench/RESULTS.md)")

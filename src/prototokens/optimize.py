@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, Arrangement, resolve_layout
 from .model import FrozenLM, native_bf16
-from .optimizers import get_optimizer
+from .optimizers import build_optimizer
 from .outcome import FAILED, SOLVED, UNSOLVED, Outcome
 from .recipe import DEFAULT_RECIPE, Recipe, get_recipe
 
@@ -162,7 +162,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         params = initial_vectors(lm, recipe, seed, layout.vectors, {n: 1 if n == shared else len(rows) for n in layout.vectors})
     else:
         params = {n: v.detach().float().clone().to(lm.device).requires_grad_() for n, v in begin.items()}
-    optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
+    optimizer = build_optimizer(list(params.values()), recipe, lm)
     compute = lm.in_dtype(recipe.dtype)
     checks = check_models(lm, recipe)
     # what a group exact in the compute dtype also trains through (recipe.polish): the other check

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from .errors import PrototokensError
-
 if TYPE_CHECKING:
+    from .model import FrozenLM
     from .recipe import Recipe
 
 
@@ -86,8 +85,7 @@ OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], "Recipe"], RowOptimizer]] = 
 }
 
 
-def get_optimizer(name: str) -> Callable[[list[torch.Tensor], "Recipe"], RowOptimizer]:
-    try:
-        return OPTIMIZERS[name]
-    except KeyError:
-        raise PrototokensError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}") from None
+def build_optimizer(params: list[torch.Tensor], recipe: "Recipe", lm: "FrozenLM") -> RowOptimizer:
+    """The optimiser ``recipe`` names (a Recipe names only registered ones) on ``params``, the
+    vectors of ``lm``, in whose embedding std a relative lr counts."""
+    return OPTIMIZERS[recipe.optimizer](params, recipe.for_model(lm))

@@ -26,7 +26,7 @@ from .errors import PrototokensError
 from .layout import Arrangement, resolve_layout
 from .model import FrozenLM
 from .optimize import RECHECK, _margins_everywhere, _solved, check_models, evaluate, initial_vectors
-from .optimizers import get_optimizer
+from .optimizers import build_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
 from .proto import read_safetensors, save_atomic
 from .recipe import Recipe, get_recipe
@@ -72,7 +72,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
         raise PrototokensError("nothing to encode: every text needs at least one token")
     n = len(targets)
     params = initial_vectors(lm, recipe, seed, layout.vectors, {name: n for name in layout.vectors})
-    optimizer = get_optimizer(recipe.optimizer)(list(params.values()), recipe)
+    optimizer = build_optimizer(list(params.values()), recipe, lm)
     compute = lm.in_dtype(recipe.dtype)
     checks = check_models(lm, recipe)
     stamp = json.loads(json.dumps({"model": {"name": lm.name, "fingerprint": lm.fingerprint}, "layout": layout.name,

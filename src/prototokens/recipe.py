@@ -61,6 +61,10 @@ class Recipe:
     # focal objective (Lin et al. 2017): each target's cross-entropy times (1 - p)^focus, so
     # targets already written well weigh less; 0 is plain cross-entropy
     focus: float = 0.0
+    # lr (and so its schedule) in units of the model's embedding std: AdamW moves a coordinate
+    # about lr a step whatever the gradient's scale, so one absolute lr moves e and m of a model
+    # with larger input embeddings relatively less (Gemma's spread 7.6x SmolLM2's)
+    relative_lr: bool = False
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -87,6 +91,10 @@ class Recipe:
             return self.lr
         progress = min(1.0, (step - self.warmup) / max(1, self.max_steps - self.warmup))
         return self.lr * (self.lr_floor + (1 - self.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def for_model(self, lm) -> "Recipe":
+        """This recipe with its lr absolute for the FrozenLM ``lm``."""
+        return replace(self, lr=self.lr * lm.embedding_std, relative_lr=False) if self.relative_lr else self
 
     def with_overrides(self, **changes) -> "Recipe":
         """This recipe with the given fields changed (None: keep; OFF: unset, e.g. ``patience=OFF``
@@ -143,8 +151,9 @@ RECIPES = {
     # one pass in fp32 and one in bf16 write it with every target ahead by 0.3 logit (the largest
     # shift of a margin measured between two CPU kernel paths in bf16: bench/RESULTS.md);
     # v4: polish, so a text exact in bf16 also trains through fp32 until both write it (on 8
-    # unselected 32-token texts: the same median steps, 25 % fewer in all, bench/RESULTS.md)
-    "fast": Recipe("fast", version=4, lr=3e-2, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
+    # unselected 32-token texts: the same median steps, 25 % fewer in all, bench/RESULTS.md);
+    # v5: lr 0.22 embedding stds (3e-2 on SmolLM2, 0.23 on Gemma-3, which v4 gave 3e-2 too)
+    "fast": Recipe("fast", version=5, lr=0.22, relative_lr=True, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
                    init="start", schedule="cosine", first_weight=4.0, patience=200, dtype="auto",
                    check_dtypes=("float32", "bfloat16"), margin=0.3, polish=True),
     # FusionBrainLab/progressive_cramming's settings for its paper runs (README, "Reproducing the
@@ -156,10 +165,12 @@ RECIPES = {
 DEFAULT_RECIPE = "fast"
 # what each earlier version of a preset set otherwise, so that NAME@VERSION (fast@3) rebuilds it:
 # a run started under an old version resumes with it after the preset has moved on
+ABSOLUTE = {"lr": 3e-2, "relative_lr": False}
 EARLIER = {"fast": {
-    3: {"polish": False},
-    2: {"dtype": "float32", "check_dtypes": (), "margin": 0.0, "polish": False},
-    1: {"dtype": "float32", "check_dtypes": (), "margin": 0.0, "polish": False, "lr": 1e-2},
+    4: ABSOLUTE,
+    3: ABSOLUTE | {"polish": False},
+    2: ABSOLUTE | {"dtype": "float32", "check_dtypes": (), "margin": 0.0, "polish": False},
+    1: ABSOLUTE | {"dtype": "float32", "check_dtypes": (), "margin": 0.0, "polish": False, "lr": 1e-2},
 }}
 
 
