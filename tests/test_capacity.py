@@ -296,8 +296,8 @@ def test_report_shows_how_a_text_degrades_past_its_capacity(tmp_path, monkeypatc
     written = report.write(tmp_path)
     assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "error_positions.png", "report.html"]
     md = written[0].read_text()
-    assert "| books | one-step | per text | at C | 1 | 1.000 | - | 0.000 | 100.0 | 3.00 | 2.00 | - |" in md
-    assert "| books | one-step | per text | beyond 1.5 C | 1 | 0.625 | 0.50 | 0.250 | 50.0 | 3.00 | 2.00 | - |" in md
+    assert "| books | one-step | per text | m | fast | at C | 1 | 1.000 | - | 0.000 | 100.0 | 3.00 | 2.00 | - |" in md
+    assert "| books | one-step | per text | m | fast | beyond 1.5 C | 1 | 0.625 | 0.50 | 0.250 | 50.0 | 3.00 | 2.00 | - |" in md
     page = written[-1].read_text()
     assert page.count("<mark>") == 2 * 3 + 1  # the three wrong tokens, in the target and the decoded text, and the legend
     assert '<td class="text">The cat &lt;b&gt; on<mark> the</mark> mat<mark> &amp;</mark><mark> sat</mark></td>' in page

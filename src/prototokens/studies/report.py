@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import PrototokensError
 from ..metrics import mean_std
+from ..recipe import label as recipe_label
 from ..records import read_records
 from .common import THRESHOLD
 
@@ -67,12 +68,13 @@ def _mean_std(values: list[float]) -> str:
 def label(settings: dict) -> str:
     study = "one-step" if settings["study"] == "capacity" else "cramming"
     sharing = "shared m" if settings.get("shared_m") else "per text"
-    return f"{settings['source']}, {study}, {sharing}" if study == "one-step" else f"{settings['source']}, {study}"
+    what = f"{settings['source']}, {study}, {sharing}" if study == "one-step" else f"{settings['source']}, {study}"
+    return f"{settings['model']}: {what}"
 
 
 def budget(settings: dict) -> str:
     """The recipe, steps and seeds a run used, as a plot names them."""
-    return f"{settings['recipe']['name']}, {settings['recipe']['max_steps']} steps, {settings['seeds']} seed(s)"
+    return f"{recipe_label(settings['recipe'])}, {settings['recipe']['max_steps']} steps, {settings['seeds']} seed(s)"
 
 
 def _method(settings: dict) -> tuple[str, str]:
@@ -92,7 +94,7 @@ def table(runs: list[dict]) -> str:
         method, m = _method(s)
         lines.append(f"| {s['source']} | {method} | {m} | {len(caps)} | {_mean_std([c['capacity'] for c in caps])} | "
                      f"{_mean_std([c['h_lm_nats'] for c in caps])} | {climbing(s, caps)} | {s['model']} | "
-                     f"{s['recipe']['name']} ({s['recipe']['max_steps']} steps) | {s['seeds']} |")
+                     f"{recipe_label(s['recipe'])} ({s['recipe']['max_steps']} steps) | {s['seeds']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -271,13 +273,14 @@ def quality_table(runs: list[dict]) -> str:
     groups = defaultdict(list)
     for (k, r, b), cosine in zip(rows, cosines):
         groups[k, b].append((r, cosine))
-    lines = ["| source | method | m | N against capacity C | records | token accuracy | first error at (share of N) | "
+    lines = ["| source | method | m | model | recipe | N against capacity C | records | token accuracy | first error at (share of N) | "
              "char edit distance | chrF | H_LM decoded (nats/token) | H_LM target (nats/token) | MiniLM cosine |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (k, b), group in sorted(groups.items(), key=lambda item: (item[0][0], BANDS.index(item[0][1]))):
         s, records = runs[k]["settings"], [r for r, _ in group]
         first = [min(r["wrong_positions"]) / r["length"] for r in records if r["wrong_positions"]]
-        lines.append(f"| {s['source']} | {' | '.join(_method(s))} | {b} | {len(records)} | {_mean([r['accuracy'] for r in records], 3)} | "
+        lines.append(f"| {s['source']} | {' | '.join(_method(s))} | {s['model']} | {recipe_label(s['recipe'])} | {b} | "
+                     f"{len(records)} | {_mean([r['accuracy'] for r in records], 3)} | "
                      f"{_mean(first, 2)} | {_mean([r['edit_distance'] for r in records], 3)} | {_mean([r['chrf'] for r in records], 1)} | "
                      f"{_mean([r['decoded_h_lm_nats_per_token'] for r in records], 2)} | "
                      f"{_mean([r['h_lm_nats'] / r['length'] for r in records], 2)} | {_mean([c for _, c in group], 3)} |")
