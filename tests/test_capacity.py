@@ -72,15 +72,19 @@ def test_changed_settings_are_refused_not_mixed(tiny, tmp_path):
 
 
 def test_a_run_grows_by_texts_added_after_its_own(tiny, tmp_path):
-    capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    first = capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2, 3], seeds=2, recipe=RECIPE,
+                           progress=False).records
+    assert [(r["length"], r["seed"], r["accuracy"]) for r in first] == [(2, 0, 1.0), (3, 0, 1.0)]
     before = (tmp_path / "records.jsonl").read_text()
-    capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
-    after = (tmp_path / "records.jsonl").read_text()
-    assert after.startswith(before) and [r["text"] for r in read_records(tmp_path / "records.jsonl")] == ["t0", "t1"]
+    capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 3], seeds=2, recipe=RECIPE, progress=False)
+    assert (tmp_path / "records.jsonl").read_text().startswith(before)
+    # the first text, passed with its first seed, is not tried again with the second
+    assert [r for r in read_records(tmp_path / "records.jsonl") if r["text"] == "t0"] == first
+    assert {r["text"] for r in read_records(tmp_path / "records.jsonl")} == {"t0", "t1"}
     assert json.loads((tmp_path / "run.json").read_text())["texts"] == ["t0", "t1"]
     for other in (texts(tiny)[1:3], texts(tiny)[:1]):  # not a run with texts added after its own
         with pytest.raises(PrototokensError, match="other settings \\(texts differ"):
-            capacity.sweep(tiny, other, tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+            capacity.sweep(tiny, other, tmp_path, source="test", grid=[2, 3], seeds=2, recipe=RECIPE, progress=False)
 
 def test_shared_m_sweeps_the_group_together(tiny, tmp_path):
     capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[2, 3], shared=True,

@@ -149,6 +149,8 @@ def unit(lm: FrozenLM, run_folder: RunFolder, batch: list[Text], n: int, seed: i
     if all(k in run_folder.done for k in keys):
         return [r for r in run_folder.records if r["key"] in keys]
     todo = [(t, k) for t, k in zip(batch, keys) if shared or k not in run_folder.done]
+    # the batch's texts done before (a run grown by texts, a kill mid-append) count as they were
+    earlier = [] if shared else [r for r in run_folder.records if r["key"] in keys]
     targets = [t.target_ids[:n] for t, _ in todo]
     started = time.perf_counter()
     fit = optimize(lm, targets, layout=layout, recipe=recipe, seed=seed, shared=shared, progress=progress)
@@ -157,7 +159,7 @@ def unit(lm: FrozenLM, run_folder: RunFolder, batch: list[Text], n: int, seed: i
     for record in records:
         if record["key"] not in run_folder.done:
             run_folder.append(record)
-    return records
+    return earlier + records
 
 
 def describe(lm: FrozenLM, fit: Fit, texts: list[Text], targets: list[list[int]], keys: list[str], *,
