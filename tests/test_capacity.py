@@ -200,9 +200,12 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
     (run / "run.json").write_text(json.dumps(settings | {"grid": [4, 8, 16, 32]}))
     (run / "records.jsonl").open("a").write(json.dumps(
         {"key": "b8", "text": "b", "length": 8, "seed": 0, "accuracy": 1.0, "h_lm_nats": 25.0}) + "\n")
-    caps = report.capacities(read_records(run / "records.jsonl")).values()
-    assert report.climbing({"grid": [4, 8, 16, 32]}, caps) == 1  # "b" passed 8, was never tried at 16
-    assert report.climbing({"grid": [4, 8, 16, 32], "search": "progressive"}, caps) == 0  # its climb has ended
+    records = read_records(run / "records.jsonl")
+    grid = settings | {"grid": [4, 8, 16, 32]}
+    assert report.climbing(grid, report.capacities(records).values()) == 1  # "b" passed 8, was never tried at 16
+    assert report.climbing(grid | {"search": "progressive"}, report.capacities(records).values()) == 0  # its climb ended
+    one_seed = [r for r in records if (r["text"], r["length"], r["seed"]) != ("a", 16, 1)]
+    assert report.climbing(grid, report.capacities(one_seed).values()) == 2  # "a" failed 16 with 1 of its 2 seeds
 
     crammed = tmp_path / "books-cramming"
     crammed.mkdir()
@@ -380,7 +383,7 @@ def test_bisect_finds_the_capacity_a_dense_grid_finds_trying_fewer_lengths(tiny,
     assert found["bisect"][1] < found["grid"][1]
     # t1 passed 8 and failed 16: it tried 12, 14 and 13, with both seeds each
     assert sorted({r["length"] for r in calls if r["text"] == "t1"}) == [4, 8, 12, 13, 14, 16]
-    settings = {"grid": [4, 8, 16], "search": "bisect"}
+    settings = {"grid": [4, 8, 16], "search": "bisect", "seeds": 2}
     assert report.climbing(settings, report.capacities(calls).values()) == 0
     assert report.climbing(settings, report.capacities([r for r in calls if r["length"] != 13]).values()) == 1  # 12 to 14 open
     tried = sum(r["length"] for r in calls if r["text"] == "t1" and r["seed"] == 0)

@@ -46,7 +46,9 @@ def capacities(records: list[dict], accuracy: str = "accuracy") -> dict[str, dic
             unit = (r["group"], r["length"], r["seed"])
             worst[unit] = min(worst.get(unit, 1.0), r[accuracy])
     best = defaultdict(dict)  # text -> length -> best record
+    seeds = defaultdict(lambda: defaultdict(set))  # text -> length -> the seeds tried there
     for r in records:
+        seeds[r["text"]][r["length"]].add(r["seed"])
         r = r | {accuracy: worst.get((r.get("group"), r["length"], r["seed"]), r[accuracy])}
         kept = best[r["text"]].get(r["length"])
         if kept is None or r[accuracy] > kept[accuracy]:
@@ -57,7 +59,8 @@ def capacities(records: list[dict], accuracy: str = "accuracy") -> dict[str, dic
         top = max(passed, default=0)
         out[text] = {"capacity": top, "h_lm_nats": by_length[top]["h_lm_nats"] if top else 0.0,
                      "record": by_length.get(top), "curve": {n: by_length[n][accuracy] for n in sorted(by_length)},
-                     "by_length": dict(sorted(by_length.items()))}
+                     "by_length": dict(sorted(by_length.items())),
+                     "seeds": {n: len(seeds[text][n]) for n in sorted(by_length)}}
     return out
 
 
@@ -100,16 +103,20 @@ def table(runs: list[dict]) -> str:
 
 def climbing(settings: dict, caps) -> int:
     """Texts of a sweep that was stopped early, so that their capacity is only a lower bound: they
-    passed the longest length they were tried at, short of the grid's end, or (bisecting) failed
-    no length just above their capacity. A progressive climb's records are written when it has
-    ended, at its first stage short of exact, even where that stage clears the threshold."""
+    passed the longest length they were tried at, short of the grid's end, or failed the next
+    length with fewer than all their seeds, or (bisecting) failed no length just above their
+    capacity. A progressive climb's records are written when it has ended, at its first stage
+    short of exact, even where that stage clears the threshold."""
     if settings.get("search") == "progressive":
         return 0
     end, bisect = max(settings.get("grid") or [0]), settings.get("search") == "bisect"
 
     def unfinished(c):
         above = [n for n in c["curve"] if n > c["capacity"]]
-        return c["capacity"] == max(c["curve"]) < end or (bisect and bool(above) and min(above) > c["capacity"] + 1)
+        if not above:
+            return c["capacity"] < end
+        failed = min(above)
+        return c["seeds"][failed] < settings["seeds"] or (bisect and failed > c["capacity"] + 1)
 
     return sum(map(unfinished, caps))
 
