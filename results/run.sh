@@ -38,14 +38,14 @@ if [[ $what == all || $what == capacity ]]; then
   # cramming with Kuratov et al.'s recipe cut to 1000 steps a seed, 2 seeds a length; the one-step
   # runs used `fast` v2 (lr 3e-2, fp32, no dtype check), hence --recipe fast@2
   common=(--texts 3 --max-length 128 -q)
-  # (books grew from 3 texts to 5 with --texts 5: the first three's records stand)
+  # (books, random and generated grew from 3 texts to 5 with --texts 5: the first three's records stand)
   $pt capacity --source books --recipe fast@2 --seeds 3 --texts 5 --max-length 128 -q -o results/capacity/books
   $pt capacity --source books --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/books-cramming
-  $pt capacity --source random --recipe fast@2 --seeds 3 "${common[@]}" -o results/capacity/random
-  $pt capacity --source generated --recipe fast@2 --seeds 3 "${common[@]}" -o results/capacity/generated
+  $pt capacity --source random --recipe fast@2 --seeds 3 --texts 5 --max-length 128 -q -o results/capacity/random
+  $pt capacity --source generated --recipe fast@2 --seeds 3 --texts 5 --max-length 128 -q -o results/capacity/generated
   $pt capacity --source books --shared-m --recipe fast@2 --seeds 3 "${common[@]}" -o results/capacity/books-shared
   $pt capacity --source random --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/random-cramming
-  # stopped by the end of a session (they resume): random shared m at 45 tokens, generated cramming at 22
+  # (these two were stopped by a session's end and finished, resumed, in a later one)
   $pt capacity --source random --shared-m --recipe fast@2 --seeds 3 "${common[@]}" -o results/capacity/random-shared
   $pt capacity --source generated --mem 1 --steps 1000 --seeds 2 "${common[@]}" -o results/capacity/generated-cramming
   # the cramming baseline at its best (issue 17): progressive_cramming's protocol and recipe, one text a unit
