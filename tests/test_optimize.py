@@ -211,6 +211,16 @@ def test_the_cosine_ends_at_the_floor_and_a_temperature_or_focus_changes_only_th
     ce = torch.nn.functional.cross_entropy(logits, torch.tensor(target), reduction="none")
     assert float(focal.objective[0]) == pytest.approx(float((ce * (1 - (-ce).exp()) ** 2).mean()), rel=1e-5)
     assert (focal.loss, focal.accuracy, focal.margin) == (plain.loss, plain.accuracy, plain.margin)
+    # faded: the exponent is focus x the text's error rate; one-step inputs do not depend on the
+    # target, so the argmax rows make a text half written
+    half = logits.argmax(-1).tolist()[: len(target) // 2] + target[len(target) // 2:]
+    two = {name: v.expand(2, -1) for name, v in vectors.items()}
+    faded = evaluate(tiny, layout, two, [half, target], focus=2.0, focus_fade=True)
+    for k, text in enumerate([half, target]):
+        ce = torch.nn.functional.cross_entropy(logits, torch.tensor(text), reduction="none")
+        gamma = 2.0 * (1 - float(faded.accuracy[k]))
+        assert float(faded.objective[k]) == pytest.approx(float((ce * (1 - (-ce).exp()) ** gamma).mean()), rel=1e-5)
+    assert float(faded.accuracy[0]) >= 0.5 > float(faded.accuracy[1])
 
 
 def test_a_relative_lr_counts_in_the_models_embedding_std(tiny):

@@ -299,10 +299,10 @@ def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(lm: FrozenLM, layout: Arrangement, vectors: dict[str, torch.Tensor], targets: list[list[int]],
-             first_weight: float = 1.0, temperature: float = 1.0, focus: float = 0.0) -> Scores:
+             first_weight: float = 1.0, temperature: float = 1.0, focus: float = 0.0, focus_fade: bool = False) -> Scores:
     """Per text, from one forward pass: the objective (mean cross-entropy of logits / ``temperature``,
-    each target's times (1 - p)^``focus``, the first target weighted by ``first_weight``), the plain mean cross-entropy, accuracy and
-    smallest margin."""
+    each target's times (1 - p)^``focus``, or ^(focus x the text's error rate) if ``focus_fade``, the
+    first target weighted by ``first_weight``), the plain mean cross-entropy, accuracy and smallest margin."""
     z = layout.inputs(vectors, targets, lm)
     width = max(len(t) for t in targets)
     t = torch.full((len(targets), width), IGNORE, dtype=torch.long)
@@ -311,19 +311,20 @@ def evaluate(lm: FrozenLM, layout: Arrangement, vectors: dict[str, torch.Tensor]
     t = t.to(z.device)
     logits = lm.logits(z)[:, layout.outputs(width)].float()
     valid = t != IGNORE
-    ce = F.cross_entropy(logits.transpose(1, 2), t, ignore_index=IGNORE, reduction="none")
-    objective = ce if temperature == 1.0 else F.cross_entropy((logits / temperature).transpose(1, 2), t,
-                                                              ignore_index=IGNORE, reduction="none")
-    if focus:
-        objective = objective * (1 - (-objective).exp()).pow(focus)
-    weighted = torch.cat([objective[:, :1] * first_weight, objective[:, 1:]], dim=1) if first_weight != 1.0 else objective
     n = valid.sum(1)
     with torch.no_grad():
-        mean_ce = ce.sum(1) / n
         safe = t.clamp(min=0).unsqueeze(-1)
         top2 = logits.topk(2, dim=-1).values
         right = logits.gather(-1, safe).squeeze(-1)
         runner_up = torch.where(right >= top2[..., 0], top2[..., 1], top2[..., 0])
         lead = (right - runner_up).masked_fill(~valid, math.inf)
         acc = ((lead > 0) & valid).sum(1) / n
+    ce = F.cross_entropy(logits.transpose(1, 2), t, ignore_index=IGNORE, reduction="none")
+    objective = ce if temperature == 1.0 else F.cross_entropy((logits / temperature).transpose(1, 2), t,
+                                                              ignore_index=IGNORE, reduction="none")
+    if focus:
+        gamma = focus * (1 - acc).unsqueeze(1) if focus_fade else focus
+        objective = objective * (1 - (-objective).exp()).clamp(min=1e-12).pow(gamma)  # 0^0 has no gradient
+    weighted = torch.cat([objective[:, :1] * first_weight, objective[:, 1:]], dim=1) if first_weight != 1.0 else objective
+    mean_ce = ce.detach().sum(1) / n
     return Scores(weighted.sum(1) / n, mean_ce, acc, lead.min(1).values)

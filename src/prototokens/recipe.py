@@ -61,6 +61,9 @@ class Recipe:
     # focal objective (Lin et al. 2017): each target's cross-entropy times (1 - p)^focus, so
     # targets already written well weigh less; 0 is plain cross-entropy
     focus: float = 0.0
+    # the focal exponent fades as a text is written: focus x (1 - the text's accuracy), so the
+    # last wrong tokens and the margin are chased with (nearly) plain cross-entropy
+    focus_fade: bool = False
     # lr (and so its schedule) in units of the model's embedding std: AdamW moves a coordinate
     # about lr a step whatever the gradient's scale, so one absolute lr moves e and m of a model
     # with larger input embeddings relatively less (Gemma's spread 7.6x SmolLM2's)
@@ -114,10 +117,10 @@ class Recipe:
         return cls(**fields | {"betas": tuple(fields["betas"]), "check_dtypes": tuple(fields.get("check_dtypes", ()))})
 
     @property
-    def objective(self) -> tuple[float, float, float]:
+    def objective(self) -> tuple[float, float, float, bool]:
         """What :func:`~prototokens.optimize.evaluate` shapes its objective with: first_weight,
-        temperature, focus."""
-        return self.first_weight, self.temperature, self.focus
+        temperature, focus, focus_fade."""
+        return self.first_weight, self.temperature, self.focus, self.focus_fade
 
     @property
     def label(self) -> str:
