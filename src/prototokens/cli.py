@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
         q.add_argument("--focus", type=float, help="focal objective: each target's cross-entropy times (1 - p)^FOCUS "
                        "(0: plain cross-entropy, every preset's; 2 solved more 64-token texts, bench/RESULTS.md)")
+        q.add_argument("--focus-fade", action="store_true", default=None, help="the focal exponent fades as a text is "
+                       "written: FOCUS x (1 - its accuracy)")
         q.add_argument("--patience", type=_patience, help="give a seed up after this many steps without progress; off: "
                        "never (the paper's fixed budget)")
         q.add_argument("--init", type=_init, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start "
@@ -268,7 +270,7 @@ def _overrides(args) -> dict:
     if args.steps == 0 and encoder is None:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
-                patience=args.patience, focus=args.focus)
+                patience=args.patience, focus=args.focus, focus_fade=args.focus_fade)
 
 
 def _encode_options(args) -> dict:

@@ -83,6 +83,8 @@ class Recipe:
             raise PrototokensError("lr must be positive; steps, warmup and margin not negative")
         if not (self.temperature > 0 and 0 <= self.lr_floor <= 1 and self.focus >= 0):
             raise PrototokensError("temperature must be positive, lr_floor in [0, 1] and focus not negative")
+        if self.focus_fade and not self.focus:
+            raise PrototokensError("focus_fade fades the focal objective: it needs a focus above 0")
         if not all(0 <= b < 1 for b in self.betas):
             raise PrototokensError(f"betas must lie in [0, 1), got {self.betas}")
 
