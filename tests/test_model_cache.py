@@ -30,7 +30,6 @@ def test_two_processes_joining_gemma_at_once_both_get_the_whole_file(tmp_path, m
     assert [p.name for p in paths[0].parent.iterdir()] == ["g.gguf"]  # no part file left behind
 
 
-
 def test_a_conversion_that_ends_second_keeps_the_folder_the_first_one_made(tmp_path, monkeypatch):
     import transformers
 
