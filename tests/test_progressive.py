@@ -64,12 +64,23 @@ def test_a_progressive_sweep_records_each_texts_horizon_and_failure_and_resumes(
         assert (r["accuracy"] == 1.0) == (r["stage"] == "passed") and r["accuracy"] == r["greedy_accuracy"]
     settings = json.loads((tmp_path / "run.json").read_text())
     assert (settings["search"], settings["grow"], settings["stage_steps"], settings["recipe"]["name"]) == ("progressive", 1, 150, "progressive+custom")
+    assert "first" not in settings  # cramming starts at one token, as progressive_cramming does
     assert not list(tmp_path.glob("climb-*"))  # a batch's climb state goes once it is recorded
     before = (tmp_path / "records.jsonl").read_text()
     capacity.sweep(tiny, texts, tmp_path, **args)
     assert (tmp_path / "records.jsonl").read_text() == before
     with pytest.raises(PrototokensError, match="one seed per text"):
         capacity.sweep(tiny, texts, tmp_path / "two", **args | {"seeds": 2})
+
+
+def test_a_one_step_progressive_sweep_starts_at_the_grids_first_length(tiny, tmp_path):
+    texts = [capacity.Text("t0", tiny.tokenize(SENTENCES[0]), {})]
+    recipe = get_recipe("fast").with_overrides(dtype="float32", check_dtypes=(), max_steps=300)
+    capacity.sweep(tiny, texts, tmp_path, source="test", grid=[4, 8, 16], recipe=recipe, search="progressive",
+                   stage_steps=300, progress=False)
+    assert json.loads((tmp_path / "run.json").read_text())["first"] == 4
+    lengths = {r["stage"]: r["length"] for r in read_records(tmp_path / "records.jsonl")}
+    assert min(lengths.values()) >= 4 and lengths["failed"] == lengths.get("passed", 3) + 1  # no stage below 4
 
 
 def test_a_stage_passes_only_when_every_check_dtype_agrees_and_is_checked_every_few_steps(tiny, monkeypatch):

@@ -9,8 +9,9 @@ length the seeds are tried in turn, each only on the texts that have not yet pas
 fails when every seed fails. With ``search="grid"`` a text stops at its first failing length;
 with ``"bisect"`` it then bisects the whole lengths between its last pass and that failure, so
 its capacity is exact to a token. With ``"progressive"`` (progressive_cramming's protocol, see
-progressive.py) each text grows from one token by ``grow`` at a time, warm-started, on one
-optimiser state, up to the grid's last length; it gets two records, at its longest exact prefix
+progressive.py) each text grows from a first stage (one token for cramming; the grid's first
+length for one-step, whose two vectors seldom steer a lone first target) by ``grow`` at a time,
+warm-started, on one optimiser state, up to the grid's last length; it gets two records, at its longest exact prefix
 and at the stage that failed, and one seed. One record per (text, length, seed); a rerun reads the
 records back and takes the same path, so a killed sweep resumes where it stopped. With a
 shared m the whole group is one unit and its records are written together, and a length
@@ -62,8 +63,11 @@ class Config(SampledConfig):
     batch_size: int = option(8, "texts optimised together", positive=True)
     shared_m: bool = option(False, "one m for all texts", cli=False)
     search: str = option("grid", "grid: a text stops at its first failing length; bisect: then bisects between its last pass and "
-                         "that failure; progressive: each text grows from 1 token, warm-started (with --recipe progressive)",
+                         "that failure; progressive: each text grows a few tokens a stage, warm-started (with --recipe progressive for cramming)",
                          choices=SEARCHES)
+    first: int | None = option(None, "progressive: tokens of the first stage (default: 1 for cramming, as progressive_cramming; "
+                               "the grid's first length for one-step, whose two vectors seldom steer a lone first target)",
+                               positive=True)
     grow: int = option(1, "progressive: tokens added at each stage", positive=True)
     stage_steps: int = option(1000, "progressive: updates a stage may take", positive=True)
 
@@ -84,7 +88,7 @@ def run(lm: FrozenLM, config: Config, folder) -> RunFolder:
     texts = sample(lm, config, config.texts, config.grid[-1], config.context_tokens)
     return sweep(lm, texts, folder, source=config.source, grid=config.grid, seeds=config.seeds, shared=config.shared_m,
                  recipe=config.recipe, layout=config.arrangement, batch_size=config.batch_size, search=config.search,
-                 grow=config.grow, stage_steps=config.stage_steps, progress=config.progress)
+                 first=config.first, grow=config.grow, stage_steps=config.stage_steps, progress=config.progress)
 
 
 def report(folder) -> list[Path]:
@@ -95,13 +99,14 @@ def report(folder) -> list[Path]:
 
 
 def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seeds: int, shared: bool,
-             recipe: Recipe, layout: Arrangement, search: str = "grid", grow: int = 1, stage_steps: int = 1000) -> dict:
-    """What a run folder records of a sweep (the search only when not the grid, as folders from
-    before it was an option hold)."""
+             recipe: Recipe, layout: Arrangement, search: str = "grid", first: int = 1, grow: int = 1,
+             stage_steps: int = 1000) -> dict:
+    """What a run folder records of a sweep (the search only when not the grid, and a progressive
+    climb's first stage only when not 1, as folders from before these were options hold)."""
     method = layout.describe() | ({"shared_m": shared} if "m" in layout.vectors else {})
     searched = {} if search == "grid" else {"search": search}
     if search == "progressive":
-        searched |= {"grow": grow, "stage_steps": stage_steps}
+        searched |= ({"first": first} if first != 1 else {}) | {"grow": grow, "stage_steps": stage_steps}
     return method | {"model": lm.name, "fingerprint": lm.fingerprint, "source": source,
                      "texts": [t.id for t in texts], "grid": grid, "seeds": seeds,
                      "recipe": recipe.to_dict(), "threshold": THRESHOLD} | searched
@@ -153,14 +158,16 @@ def _most_bisected(lo: int, hi: int) -> int:
 
 def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[int] = GRID, seeds: int = 1,
           shared: bool = False, recipe: "str | Recipe | None" = None, layout: "str | Arrangement" = DEFAULT_LAYOUT,
-          batch_size: int = 8, search: str = "grid", grow: int = 1, stage_steps: int = 1000, climb: bool = True,
+          batch_size: int = 8, search: str = "grid", first: int | None = None, grow: int = 1, stage_steps: int = 1000,
+          climb: bool = True,
           upto: int | None = None, progress: bool = True) -> RunFolder:
     """Sweep ``texts`` over ``grid`` into ``folder`` (resuming what it already holds).
 
     ``layout`` may be the cramming baseline's :class:`~prototokens.cramming.Cramming` (never with
     a shared m); ``recipe`` None is the layout's default. ``search`` is "grid" (stop at a text's
     first failing length), "bisect" (then bisect down to the exact capacity) or "progressive"
-    (grow each text by ``grow`` tokens a stage of at most ``stage_steps`` updates). ``climb=False``
+    (grow each text from ``first`` tokens, None: 1 for cramming and the grid's first length for
+    one-step, by ``grow`` tokens a stage of at most ``stage_steps`` updates). ``climb=False``
     runs every text at every grid length, passed or not (the arrangements study). ``upto`` stops
     this call after the grid lengths up to it (the rest of the grid stays the run's, for a later call).
     Under torchrun each rank climbs its shard of the texts (all of them on rank 0 with a shared
@@ -174,11 +181,13 @@ def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[in
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
     if search == "progressive" and (shared or seeds != 1):
         raise PrototokensError("a progressive search runs one seed per text and shares nothing")
-    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout, search, grow, stage_steps))
+    first = first or (1 if isinstance(layout, Cramming) else grid[0])
+    run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout, search, first, grow,
+                                            stage_steps))
     mine = (texts if distributed.is_main() else []) if shared else distributed.shard(texts)
     if search == "progressive":
-        grow_texts(lm, run_folder, mine, grid[-1], recipe=recipe, layout=layout, batch_size=batch_size, grow=grow,
-                   stage_steps=stage_steps, progress=progress)
+        grow_texts(lm, run_folder, mine, grid[-1], recipe=recipe, layout=layout, batch_size=batch_size, first=first,
+                   grow=grow, stage_steps=stage_steps, progress=progress)
         run_folder.gather()
         return run_folder
     now = [n for n in grid if upto is None or n <= upto]
@@ -207,7 +216,7 @@ def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[in
 
 
 def grow_texts(lm: FrozenLM, run_folder: RunFolder, texts: list[Text], longest: int, *, recipe: Recipe,
-               layout: Arrangement, batch_size: int, grow: int, stage_steps: int, progress: bool) -> None:
+               layout: Arrangement, batch_size: int, first: int, grow: int, stage_steps: int, progress: bool) -> None:
     """The progressive search, a batch of texts at a time: each text's records at its longest
     exact prefix ("passed") and at the stage that failed ("failed"), written when its batch ends.
     A batch under way keeps its climb in ``climb-<key of its texts>.safetensors`` as each stage
@@ -219,8 +228,8 @@ def grow_texts(lm: FrozenLM, run_folder: RunFolder, texts: list[Text], longest: 
             continue
         started = time.perf_counter()
         state = run_folder.folder / f"climb-{key_of(*(t.id for t in batch))}.safetensors"
-        climbs = progressive(lm, [t.target_ids[:longest] for t in batch], layout=layout, recipe=recipe, grow=grow,
-                             stage_steps=stage_steps, state=state, progress=progress)
+        climbs = progressive(lm, [t.target_ids[:longest] for t in batch], layout=layout, recipe=recipe, first=first,
+                             grow=grow, stage_steps=stage_steps, state=state, progress=progress)
         seconds = time.perf_counter() - started
         for end in ("passed", "failed"):
             stages = [(t, getattr(c, end)) for t, c in zip(batch, climbs) if getattr(c, end)]
