@@ -62,6 +62,10 @@ if [[ $what == all || $what == capacity ]]; then
   # Kuratov et al.'s cramming recipe at its full budget (5000 steps a seed, patience 2000), 2 seeds a length, the
   # same texts as books-cramming: under way, resumes
   $pt capacity --source books --mem 1 --recipe cramming --seeds 2 "${common[@]}" -o results/capacity/books-cramming-5000
+  # one-step at the cramming-at-its-best budget (issue 17): progressive growth from 4 tokens (--first's default for
+  # one-step), one token a stage of at most 1000 updates, 10000 a text, `fast` v5 with its stop rule at every stage
+  $pt capacity --source books --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
+    --max-length 181 -q -o results/capacity/books-progressive-onestep
   $pt report results/capacity
 fi
 
