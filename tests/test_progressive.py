@@ -8,6 +8,7 @@ import torch
 
 from prototokens import PrototokensError, get_recipe
 from prototokens.cramming import Cramming, evaluate
+from prototokens.layout import resolve_layout
 from prototokens.optimize import Fit
 from prototokens.optimizers import OPTIMIZERS, RowAdamW
 from prototokens.progressive import progressive
@@ -64,7 +65,7 @@ def test_a_progressive_sweep_records_each_texts_horizon_and_failure_and_resumes(
         assert (r["accuracy"] == 1.0) == (r["stage"] == "passed") and r["accuracy"] == r["greedy_accuracy"]
     settings = json.loads((tmp_path / "run.json").read_text())
     assert (settings["search"], settings["grow"], settings["stage_steps"], settings["recipe"]["name"]) == ("progressive", 1, 150, "progressive+custom")
-    assert "first" not in settings  # cramming starts at one token, as progressive_cramming does
+    assert "first" not in settings and "polished_stages" not in settings  # as folders from before these options read
     assert not list(tmp_path.glob("climb-*"))  # a batch's climb state goes once it is recorded
     before = (tmp_path / "records.jsonl").read_text()
     capacity.sweep(tiny, texts, tmp_path, **args)
@@ -78,7 +79,8 @@ def test_a_one_step_progressive_sweep_starts_at_the_grids_first_length(tiny, tmp
     recipe = get_recipe("fast").with_overrides(dtype="float32", check_dtypes=(), max_steps=300)
     capacity.sweep(tiny, texts, tmp_path, source="test", grid=[4, 8, 16], recipe=recipe, search="progressive",
                    stage_steps=300, progress=False)
-    assert json.loads((tmp_path / "run.json").read_text())["first"] == 4
+    settings = json.loads((tmp_path / "run.json").read_text())
+    assert settings["first"] == 4 and settings["polished_stages"]  # a folder climbed before stages polished is refused
     lengths = {r["stage"]: r["length"] for r in read_records(tmp_path / "records.jsonl")}
     assert min(lengths.values()) >= 4 and lengths["failed"] == lengths.get("passed", 3) + 1  # no stage below 4
 
@@ -93,6 +95,40 @@ def test_a_stage_passes_only_when_every_check_dtype_agrees_and_is_checked_every_
     climb, = progressive(tiny, [tiny.tokenize(SENTENCES[1])], layout="em-plus-one", recipe=recipe, stage_steps=100, progress=False)
     assert climb.passed is None and climb.failed.length == 1 and climb.failed.outcome.accuracy == 1.0
     assert 1 <= len(calls) <= 100 // RECHECK + 1
+
+
+def test_a_stage_exact_in_the_compute_dtype_trains_through_the_other_check_dtypes(tiny_path, other_tiny_path,
+                                                                                   monkeypatch):
+    import importlib
+
+    import prototokens.progressive as module
+    from prototokens import load_model
+
+    lm = load_model(tiny_path, device="cpu")
+    # as in optimize's polish test: the compute dtype (bf16) stands for weights that write otherwise than the fp32 ones
+    lm._twins = {torch.float32: lm, torch.bfloat16: load_model(other_tiny_path, device="cpu", dtype="bfloat16")}
+    calls, evaluate = [], module.evaluate
+
+    def spy(model, layout, vectors, targets, *args):
+        calls.append((model.dtype, vectors["m"].requires_grad))
+        return evaluate(model, layout, vectors, targets, *args)
+
+    for where in (module, importlib.import_module("prototokens.optimize")):
+        monkeypatch.setattr(where, "evaluate", spy)
+    target = lm.tokenize(SENTENCES[1])
+    recipe = get_recipe("fast").with_overrides(lr=0.1, dtype="bfloat16", check_dtypes=("float32",), max_steps=900,
+                                               polish=True)
+    climb, = progressive(lm, [target], layout="em-plus-one", recipe=recipe, stage_steps=300, progress=False)
+    assert climb.horizon >= 1  # here (not asserted) 2, and 0 without polish: no stage reads the same in both
+    for model in lm._twins.values():  # the kept prefix reads exactly in both
+        assert evaluate(model, resolve_layout("em-plus-one"), {k: v[None] for k, v in climb.passed.vectors.items()},
+                        [target[: climb.horizon]]).accuracy.item() == 1.0
+    trained = [k for k, (dtype, grad) in enumerate(calls) if dtype == torch.float32 and grad]
+    assert trained and calls[trained[0] - 1] == (torch.bfloat16, True)  # beside a bf16 training pass
+    calls.clear()
+    progressive(lm, [target], layout="em-plus-one", recipe=recipe.with_overrides(polish=False), stage_steps=300,
+                progress=False)
+    assert not any(dtype == torch.float32 and grad for dtype, grad in calls)
 
 
 def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupted_one(tiny, tmp_path, monkeypatch):

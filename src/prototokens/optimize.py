@@ -165,9 +165,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     optimizer = build_optimizer(list(params.values()), recipe, lm)
     compute = lm.in_dtype(recipe.dtype)
     checks = check_models(lm, recipe)
-    # what a group exact in the compute dtype also trains through (recipe.polish): the other check
-    # dtypes the hardware computes natively (an emulated bf16 step costs several fp32 ones)
-    polish = [c for c in checks if c is not compute and (c.dtype == torch.float32 or native_bf16(c.device))] if recipe.polish else []
+    polish = polish_models(recipe, compute, checks)
     polishing = set()  # groups (by first member) exact in the compute dtype at least once
     next_check = {}  # group -> first step at which its decode is checked again after a miss
     active = list(range(len(rows)))  # positions in ``rows``
@@ -239,6 +237,12 @@ def check_models(lm: FrozenLM, recipe: Recipe) -> list[FrozenLM]:
     less the compute dtype where its batched pass already reads each text as it would alone."""
     compute = lm.in_dtype(recipe.dtype)
     return [c for c in (lm.in_dtype(d) for d in recipe.check_dtypes) if c is not compute or not c.batch_invariant]
+
+
+def polish_models(recipe: Recipe, compute: FrozenLM, checks: list[FrozenLM]) -> list[FrozenLM]:
+    """What a text exact in the compute dtype also trains through (``recipe.polish``): the other
+    check dtypes the hardware computes natively (an emulated bf16 step costs several fp32 ones)."""
+    return [c for c in checks if c is not compute and (c.dtype == torch.float32 or native_bf16(c.device))] if recipe.polish else []
 
 
 def _polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe) -> tuple[torch.Tensor, dict]:

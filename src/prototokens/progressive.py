@@ -5,6 +5,8 @@ text's own step count) carries across the stages, so a stage starts where the la
 rather than from a fresh warm-up. A stage fails when it is not exact within ``stage_steps``
 updates, or when the text has spent the recipe's ``max_steps`` in all; the text's horizon is
 then its longest exact prefix, and its kept states are that prefix's and the failed stage's best.
+A stage is exact as :func:`~prototokens.optimize.optimize` has it, check dtypes and ``polish``
+included: once a stage reads exactly in the compute dtype it also trains through the others.
 
 Works for any arrangement: the cramming baseline (where teacher-forced exactness is greedy
 exactness, so the horizon is the paper's "exact greedy tokens") and the proto-token layouts.
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 from .errors import PrototokensError
 from .layout import Arrangement, resolve_layout
 from .model import FrozenLM
-from .optimize import RECHECK, _margins_everywhere, _solved, check_models, evaluate, initial_vectors
+from .optimize import RECHECK, _margins_everywhere, _polished, _solved, check_models, evaluate, initial_vectors, polish_models
 from .optimizers import build_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
 from .proto import read_safetensors, save_atomic
@@ -75,11 +77,15 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
     optimizer = build_optimizer(list(params.values()), recipe, lm)
     compute = lm.in_dtype(recipe.dtype)
     checks = check_models(lm, recipe)
+    polish = polish_models(recipe, compute, checks)
+    # as it reads back from a file; a climb of a polishing recipe kept before stages polished is refused
     stamp = json.loads(json.dumps({"model": {"name": lm.name, "fingerprint": lm.fingerprint}, "layout": layout.name,
                                    "recipe": recipe.to_dict(), "seed": seed, "first": first, "grow": grow,
-                                   "stage_steps": stage_steps, "targets": targets}))  # as it reads back from a file
+                                   "stage_steps": stage_steps, "targets": targets}
+                                  | ({"polished_stages": True} if recipe.polish else {})))
     climbing = _Climbing.load(state, stamp, params, optimizer) if state and Path(state).exists() else _Climbing.start(targets, first)
-    length, since, used, next_check = climbing.length, climbing.since, climbing.used, climbing.next_check
+    length, since, used, next_check, polishing = (climbing.length, climbing.since, climbing.used, climbing.next_check,
+                                                  climbing.polishing)
     passed, current, failed = climbing.passed, climbing.current, climbing.failed
     started = time.perf_counter()
     bar = tqdm(total=sum(len(t) for t in targets), initial=sum(s.length for s in passed if s), disable=not progress,
@@ -88,17 +94,23 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
         active = climbing.active
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[idx] for name, p in params.items()}
-        scores = evaluate(compute, layout, vectors, [targets[a][: length[a]] for a in active], *recipe.objective)
+        texts = [targets[a][: length[a]] for a in active]
+        scores = evaluate(compute, layout, vectors, texts, *recipe.objective)
+        objective, seen = _polished(scores.objective, polish, {a for a in active if polishing[a]}, [[a] for a in active],
+                                    active, layout, vectors, texts, recipe)
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
         step_rows, still = [], []
         for k, a in enumerate(active):
             exact = _solved(acc[k], margin[k], recipe) and math.isfinite(loss[k])
-            if exact and checks:  # as optimize does: checked when first exact in a stage, then every RECHECK updates
-                due = used[a] >= next_check[a]
+            polishing[a] = polishing[a] or acc[k] == 1.0
+            if exact and checks:  # as optimize does: when first exact in a stage, after a miss every RECHECK
+                # updates, or now if this step's polish passes read every check a batch can
+                known = {c: [seen[c][k]] for c in seen if k in seen[c]}
+                due = bool(known) and len(known) == sum(c.batch_invariant for c in checks) or used[a] >= next_check[a]
                 if due:
                     next_check[a] = used[a] + RECHECK
                 exact = due and _margins_everywhere(checks, layout, {nm: v[k: k + 1].detach() for nm, v in vectors.items()},
-                                                    [targets[a][: length[a]]], recipe) is not None
+                                                          [texts[k]], recipe, known) is not None
             outcome = Outcome(acc[k], loss[k], margin[k], since[a], used[a], seed, SOLVED if exact else UNSOLVED,
                               time.perf_counter() - started)
             if exact:
@@ -106,7 +118,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
                 passed[a], current[a] = _kept(length[a], outcome, vectors, k), None
                 if length[a] == len(targets[a]):
                     continue  # the whole text is reached
-                length[a], since[a], next_check[a] = min(length[a] + grow, len(targets[a])), 0, used[a]
+                length[a], since[a], next_check[a], polishing[a] = min(length[a] + grow, len(targets[a])), 0, used[a], False
                 still.append(a)  # scored at its new length before its next update
                 continue
             best = current[a]
@@ -118,7 +130,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
             step_rows.append(k)
             still.append(a)
         if step_rows:
-            scores.objective[step_rows].sum().backward()
+            objective[step_rows].sum().backward()
             optimizer.step([idx[step_rows] for _ in params])
             for k in step_rows:
                 since[active[k]] += 1
@@ -140,12 +152,14 @@ def _kept(length: int, outcome: Outcome, vectors: dict[str, torch.Tensor], k: in
 @dataclass
 class _Climbing:
     """Where each text of a climb stands: its stage's length, the updates in its stage and in all,
-    when it is next checked in the other dtypes, its kept stages, and the texts still climbing."""
+    when it is next checked in the other dtypes, whether it trains through them (its stage has
+    read exactly in the compute dtype), its kept stages, and the texts still climbing."""
 
     length: list[int]
     since: list[int]
     used: list[int]
     next_check: list[int]
+    polishing: list[bool]
     passed: list[Stage | None]
     current: list[Stage | None]  # the best state of the stage under way
     failed: list[Stage | None]
@@ -154,8 +168,8 @@ class _Climbing:
     @classmethod
     def start(cls, targets: list[list[int]], first: int) -> "_Climbing":
         n = len(targets)
-        return cls([min(first, len(t)) for t in targets], [0] * n, [0] * n, [0] * n, [None] * n, [None] * n, [None] * n,
-                   list(range(n)))
+        return cls([min(first, len(t)) for t in targets], [0] * n, [0] * n, [0] * n, [False] * n, [None] * n, [None] * n,
+                   [None] * n, list(range(n)))
 
     def save(self, path, stamp: dict, params: dict[str, torch.Tensor], optimizer) -> None:
         tensors = {f"param.{name}": p.detach().cpu() for name, p in params.items()}
@@ -166,7 +180,7 @@ class _Climbing:
             tensors |= {f"{kind}.{a}.{name}": v.clone() for a, s in enumerate(getattr(self, kind)) if s  # failed may be current
                         for name, v in s.vectors.items()}
         meta = {"stamp": stamp, "length": self.length, "since": self.since, "used": self.used,
-                "next_check": self.next_check, "active": self.active} | kept
+                "next_check": self.next_check, "polishing": self.polishing, "active": self.active} | kept
         save_atomic(path, {k: v.contiguous() for k, v in tensors.items()}, _FORMAT, meta)
 
     @classmethod
@@ -186,7 +200,8 @@ class _Climbing:
                        Stage(s["length"], Outcome(**s["outcome"]),
                              {name: tensors[f"{kind}.{a}.{name}"] for name in params})
                        for a, s in enumerate(meta[kind])] for kind in _KEPT}
-        return cls(meta["length"], meta["since"], meta["used"], meta["next_check"], active=meta["active"], **kept)
+        polishing = meta.get("polishing", [False] * len(meta["length"]))  # kept before stages polished
+        return cls(meta["length"], meta["since"], meta["used"], meta["next_check"], polishing, active=meta["active"], **kept)
 
 
 _FORMAT = "prototokens.climb"

@@ -102,11 +102,13 @@ def settings(lm: FrozenLM, source: str, texts: list[Text], grid: list[int], seed
              recipe: Recipe, layout: Arrangement, search: str = "grid", first: int = 1, grow: int = 1,
              stage_steps: int = 1000) -> dict:
     """What a run folder records of a sweep (the search only when not the grid, and a progressive
-    climb's first stage only when not 1, as folders from before these were options hold)."""
+    climb's first stage only when not 1, as folders from before these were options hold; that its
+    stages polish, for a recipe that does, so that a folder climbed before they did is refused)."""
     method = layout.describe() | ({"shared_m": shared} if "m" in layout.vectors else {})
     searched = {} if search == "grid" else {"search": search}
     if search == "progressive":
         searched |= ({"first": first} if first != 1 else {}) | {"grow": grow, "stage_steps": stage_steps}
+        searched |= {"polished_stages": True} if recipe.polish else {}
     return method | {"model": lm.name, "fingerprint": lm.fingerprint, "source": source,
                      "texts": [t.id for t in texts], "grid": grid, "seeds": seeds,
                      "recipe": recipe.to_dict(), "threshold": THRESHOLD} | searched
