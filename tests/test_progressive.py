@@ -86,9 +86,11 @@ def test_a_one_step_progressive_sweep_starts_at_the_grids_first_length(tiny, tmp
 
 
 def test_a_stage_passes_only_when_every_check_dtype_agrees_and_is_checked_every_few_steps(tiny, monkeypatch):
-    import prototokens.progressive as module
+    import importlib
+
     from prototokens.optimize import RECHECK
 
+    module = importlib.import_module("prototokens.optimize")  # where a climb's stage is read in every dtype
     calls = []
     monkeypatch.setattr(module, "_margins_everywhere", lambda *args: calls.append(1))  # a dtype that never agrees
     recipe = get_recipe("fast").with_overrides(dtype="float32", check_dtypes=("float32", "bfloat16"), margin=0.0, max_steps=400)

@@ -199,13 +199,9 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
                 polishing.add(group[0])
             solved = all(_solved(acc[k], margin[k], recipe) for k in ks)
             if solved and checks:  # exact in the compute dtype; is it in every dtype it must decode in?
-                found = None
-                known = {c: [seen[c][k] for k in ks] for c in seen if all(k in seen[c] for k in ks)}
-                # due after a miss every RECHECK steps, or now if this step's polish passes read
-                # every check a batch can (the rest, read alone, then cost a forward only if they pass)
-                if known and len(known) == sum(c.batch_invariant for c in checks) or step >= next_check.get(group[0], 0):
-                    found = _margins_everywhere(checks, layout, {n: v[ks].detach() for n, v in vectors.items()},
-                                                [targets[rows[a]] for a in group], recipe, known)
+                read, found = _read_everywhere(checks, layout, vectors, ks, [targets[rows[a]] for a in group], recipe, seen,
+                                               due=step >= next_check.get(group[0], 0))
+                if read:
                     next_check[group[0]] = step + RECHECK
                 solved = found is not None
                 for k, g in zip(ks, found or []):
@@ -262,6 +258,18 @@ def _polished(objective, polish, polishing, groups, active, layout, vectors, tar
         if lm.batch_invariant:
             seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))
     return objective, seen
+
+
+def _read_everywhere(checks: list[FrozenLM], layout: Arrangement, vectors: dict, ks: list[int], targets: list[list[int]],
+                     recipe: Recipe, seen: dict, due: bool) -> tuple[bool, list[float] | None]:
+    """A group exact in the compute dtype (rows ``ks`` of ``vectors``), read in every check dtype
+    when ``due`` (after a miss, every RECHECK steps) or when this step's polish passes (``seen``)
+    read every check a batch can (the rest, read alone, then cost a forward only if they pass):
+    whether it was read, and its margins there as :func:`_margins_everywhere` gives them."""
+    known = {c: [seen[c][k] for k in ks] for c in seen if all(k in seen[c] for k in ks)}
+    if not (known and len(known) == sum(c.batch_invariant for c in checks) or due):
+        return False, None
+    return True, _margins_everywhere(checks, layout, {n: v[ks].detach() for n, v in vectors.items()}, targets, recipe, known)
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .errors import PrototokensError
 from .layout import Arrangement, resolve_layout
 from .model import FrozenLM
-from .optimize import RECHECK, _margins_everywhere, _polished, _solved, check_models, evaluate, initial_vectors, polish_models
+from .optimize import RECHECK, _polished, _read_everywhere, _solved, check_models, evaluate, initial_vectors, polish_models
 from .optimizers import build_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
 from .proto import read_safetensors, save_atomic
@@ -103,14 +103,12 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
         for k, a in enumerate(active):
             exact = _solved(acc[k], margin[k], recipe) and math.isfinite(loss[k])
             polishing[a] = polishing[a] or acc[k] == 1.0
-            if exact and checks:  # as optimize does: when first exact in a stage, after a miss every RECHECK
-                # updates, or now if this step's polish passes read every check a batch can
-                known = {c: [seen[c][k]] for c in seen if k in seen[c]}
-                due = bool(known) and len(known) == sum(c.batch_invariant for c in checks) or used[a] >= next_check[a]
-                if due:
+            if exact and checks:  # read in every check dtype as optimize reads it
+                read, found = _read_everywhere(checks, layout, vectors, [k], [texts[k]], recipe, seen,
+                                               due=used[a] >= next_check[a])
+                if read:
                     next_check[a] = used[a] + RECHECK
-                exact = due and _margins_everywhere(checks, layout, {nm: v[k: k + 1].detach() for nm, v in vectors.items()},
-                                                          [texts[k]], recipe, known) is not None
+                exact = found is not None
             outcome = Outcome(acc[k], loss[k], margin[k], since[a], used[a], seed, SOLVED if exact else UNSOLVED,
                               time.perf_counter() - started)
             if exact:
