@@ -195,6 +195,10 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
     written = report.write(tmp_path)
     assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "report.html"]
     assert "| books | one-step | per text | 2 | 4 ± 6 | 10 ± 14 | 0 |" in written[0].read_text()
+    assert "| 2 | 128 / 167 (388 / 409 nats) | - |" in written[0].read_text()  # beside the paper's Table 3
+    crams = {"study": "cramming", "mem": 1, "source": "books:austen", "model": "smollm2-135m"}
+    assert report.published(crams) == ("80 / 96", "38.5 ± 14.1")  # Kuratov et al.; progressive_cramming
+    assert report.published(crams | {"mem": 4}) == ("-", "-") and report.published(crams | {"source": "x.txt"})[0] == "-"
     assert "Beyond token accuracy" not in written[0].read_text()  # records from before decoded texts were kept
     assert "<td>4 ± 6</td>" in written[2].read_text() and "No record here holds" in written[2].read_text()
     (run / "run.json").write_text(json.dumps(settings | {"grid": [4, 8, 16, 32]}))

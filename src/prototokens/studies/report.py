@@ -88,17 +88,47 @@ def _method(settings: dict) -> tuple[str, str]:
     return f"cramming ({settings.get('mem', 1)} mem{grown})", "-"
 
 
+# Published capacities (C_tokens) to read each row against (reference/paper.md). On Pythia-160M and 410M:
+# one-step from the paper's Table 3 (PG-19 books; "generated" is PG-19 continued by the model itself), with
+# H_LM at capacity where it gives one; cramming with one vector from Kuratov et al. (PG-19, random text).
+PYTHIA = {("one-step", "per text", "books"): "128 / 167 (388 / 409 nats)", ("one-step", "per text", "generated"): "128 / 181",
+          ("one-step", "per text", "random"): "90 / 92", ("one-step", "shared", "books"): "45 / 32",
+          ("one-step", "shared", "random"): "45 / 22", ("cramming", "-", "books"): "80 / 96",
+          ("cramming", "-", "random"): "65 / 72"}
+# On the models we run: progressive_cramming's exact greedy capacity of cramming (its protocol, its natural text),
+# set beside our book rows.
+THIS_MODEL = {("cramming", "books", "smollm2-135m"): "38.5 ± 14.1", ("cramming", "books", "gemma3-270m"): "71"}
+PUBLISHED_NOTE = ("Published: on Pythia-160M / 410M, one-step rows from the paper's Table 3 (PG-19 books, the "
+                  "model's own PG-19 continuations, random words; H_LM at capacity where the paper gives it) and "
+                  "cramming rows with one [mem] from Kuratov et al. (PG-19, random text); on this model, "
+                  "progressive_cramming's exact greedy capacity of cramming on its natural text. Every published "
+                  "figure comes from other texts than ours.\n")
+
+
+def published(settings: dict) -> tuple[str, str]:
+    """The published capacities a run's row is read against: on Pythia-160M / 410M, and on its own model."""
+    study = "one-step" if settings["study"] == "capacity" else "cramming"
+    if study == "cramming" and settings.get("mem", 1) != 1:
+        return "-", "-"
+    m = ("shared" if settings.get("shared_m") else "per text") if study == "one-step" else "-"
+    kind = settings["source"].partition(":")[0]  # books:austen is books
+    return PYTHIA.get((study, m, kind), "-"), THIS_MODEL.get((study, kind, settings["model"]), "-")
+
+
 def table(runs: list[dict]) -> str:
-    """Markdown in the shape of the paper's Table 3: C_tokens and H_LM at capacity, mean ± std."""
-    lines = ["| source | method | m | texts | capacity C_tokens | H_LM at capacity (nats) | still climbing | model | recipe | seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    """Markdown in the shape of the paper's Table 3: C_tokens and H_LM at capacity, mean ± std,
+    beside the published figures for the same source and method."""
+    lines = ["| source | method | m | texts | capacity C_tokens | H_LM at capacity (nats) | still climbing | model | recipe | seeds "
+             "| published, Pythia-160M / 410M | published, this model |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         s, caps = run["settings"], capacities(run["records"]).values()
         method, m = _method(s)
         lines.append(f"| {s['source']} | {method} | {m} | {len(caps)} | {_mean_std([c['capacity'] for c in caps])} | "
                      f"{_mean_std([c['h_lm_nats'] for c in caps])} | {climbing(s, caps)} | {s['model']} | "
-                     f"{recipe_label(s['recipe'])} ({s['recipe']['max_steps']} steps) | {s['seeds']} |")
-    return "\n".join(lines) + "\n"
+                     f"{recipe_label(s['recipe'])} ({s['recipe']['max_steps']} steps) | {s['seeds']} | "
+                     + " | ".join(published(s)) + " |")
+    return "\n".join(lines) + "\n\n" + PUBLISHED_NOTE
 
 
 def climbing(settings: dict, caps) -> int:
