@@ -72,6 +72,12 @@ if [[ $what == all || $what == capacity ]]; then
   # the same climb with polished stages: under way, resumes
   $pt capacity --source books --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
     --max-length 181 -q -o results/capacity/books-progressive-onestep-polished
+  # the same climb on random words, and on Jane Austen's novels (denser passages hold fewer tokens? issue 17's
+  # "model, data or budget", results/README.md item 13): under way, resume
+  $pt capacity --source random --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
+    --max-length 181 -q -o results/capacity/random-progressive-onestep
+  $pt capacity --source books:austen --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
+    --max-length 181 -q -o results/capacity/books-austen-progressive-onestep
   $pt report results/capacity
 fi
 
