@@ -192,15 +192,17 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
     caps = report.capacities(read_records(run / "records.jsonl"))
     assert {t: (c["capacity"], c["h_lm_nats"]) for t, c in caps.items()} == {"a": (8, 20.0), "b": (0, 0.0)}
     assert caps["a"]["curve"] == {4: 1.0, 8: 1.0, 16: 0.95}  # best seed at each length
+    unpassed = [{"settings": settings, "records": [r for r in read_records(run / "records.jsonl") if r["text"] == "b"]}]
+    assert report.plot_density(unpassed, tmp_path / "none.png") is None  # no text at a capacity, no density plot
     written = report.write(tmp_path)
-    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "report.html"]
+    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "capacity_vs_density.png", "report.html"]
     assert "| books | one-step | per text | 2 | 4 ± 6 | 10 ± 14 | 0 |" in written[0].read_text()
     assert "| 2 | 128 / 167 (388 / 409 nats) | - |" in written[0].read_text()  # beside the paper's Table 3
     crams = {"study": "cramming", "mem": 1, "source": "books:austen", "model": "smollm2-135m"}
     assert report.published(crams) == ("80 / 96", "38.5 ± 14.1")  # Kuratov et al.; progressive_cramming
     assert report.published(crams | {"mem": 4}) == ("-", "-") and report.published(crams | {"source": "x.txt"})[0] == "-"
     assert "Beyond token accuracy" not in written[0].read_text()  # records from before decoded texts were kept
-    assert "<td>4 ± 6</td>" in written[2].read_text() and "No record here holds" in written[2].read_text()
+    assert "<td>4 ± 6</td>" in written[-1].read_text() and "No record here holds" in written[-1].read_text()
     (run / "run.json").write_text(json.dumps(settings | {"grid": [4, 8, 16, 32]}))
     (run / "records.jsonl").open("a").write(json.dumps(
         {"key": "b8", "text": "b", "length": 8, "seed": 0, "accuracy": 1.0, "h_lm_nats": 25.0}) + "\n")
@@ -230,7 +232,8 @@ def test_report_computes_capacity_from_records_alone(tmp_path):
     assert pairs == {"books": [("a", 70.0, 20.0)]} and [c.get("search") for c in compared["books"][1]] == ["progressive"]
     shutil.rmtree(stronger)
     written = report.write(tmp_path)
-    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "information_one_step_vs_cramming.png", "report.html"]
+    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "capacity_vs_density.png",
+                                         "information_one_step_vs_cramming.png", "report.html"]
     md = written[0].read_text()
     assert "information_one_step_vs_cramming.png" in md
     # teacher forcing passed "a" at 22 tokens where greedy generation did not
@@ -305,7 +308,8 @@ def test_report_shows_how_a_text_degrades_past_its_capacity(tmp_path, monkeypatc
     quality_run(tmp_path / "books")
     monkeypatch.setattr(similarity, "minilm_embeddings", absent)
     written = report.write(tmp_path)
-    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "error_positions.png", "report.html"]
+    assert [p.name for p in written] == ["report.md", "accuracy_vs_length.png", "capacity_vs_density.png", "error_positions.png",
+                                         "report.html"]
     md = written[0].read_text()
     assert "| books | one-step | per text | m | fast | at C | 1 | 1.000 | - | 0.000 | 100.0 | 3.00 | 2.00 | - |" in md
     assert "| books | one-step | per text | m | fast | beyond 1.5 C | 1 | 0.625 | 0.50 | 0.250 | 50.0 | 3.00 | 2.00 | - |" in md
@@ -348,7 +352,7 @@ def test_report_html_shows_tables_plots_and_marked_tokens_in_a_real_browser(tmp_
     url = report.write(tmp_path)[-1].as_uri()
     headless = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     shot = tmp_path / "shot.png"
-    subprocess.run([*headless, f"--screenshot={shot}", "--window-size=1200,2000", url], check=True, capture_output=True, timeout=120)
+    subprocess.run([*headless, f"--screenshot={shot}", "--window-size=1200,4000", url], check=True, capture_output=True, timeout=120)
     rgb = (matplotlib.image.imread(shot)[..., :3] * 255).round().astype(int).reshape(-1, 3)
     assert len(np.unique(rgb, axis=0)) > 50  # not a blank page
 
