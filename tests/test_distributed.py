@@ -142,8 +142,8 @@ def test_a_capacity_sweep_on_two_ranks_reports_as_one_process(tiny_path, tmp_pat
     torch.set_num_threads(1)
     assert main([str(a) for a in (*args, "-o", tmp_path / "one")]) == 0
     # the merged records, the settings and the report: no rank's part or lock is left behind
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["accuracy_vs_length.png", "error_positions.png", "records.jsonl",
-                                                                    "report.html", "report.md", "run.json"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["accuracy_vs_length.png", "capacity_vs_density.png", "error_positions.png",
+                                                                    "records.jsonl", "report.html", "report.md", "run.json"]
 
     def records(folder):
         rows = [json.loads(line) for line in (tmp_path / folder / "records.jsonl").read_text().splitlines()]

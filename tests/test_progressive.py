@@ -2,6 +2,7 @@
 one optimiser state, and the capacity sweep's ``--search progressive``."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from prototokens.optimize import Fit
 from prototokens.optimizers import OPTIMIZERS, RowAdamW
 from prototokens.progressive import progressive
 from prototokens.records import read_records
-from prototokens.studies import capacity
+from prototokens.studies import capacity, report
 
 SENTENCES = ["Alice was beginning to get very tired of sitting by her sister on the bank.",
              "All the world's a stage, and all the men and women merely players."]
@@ -151,10 +152,22 @@ def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupte
     whole = progressive(tiny, targets, **args)
     stop, calls[:] = len(calls) * 2 // 3, []  # interrupted two thirds of the way
     state = tmp_path / "climb.safetensors"
+    names = [f"text-{k}" for k in range(len(targets))]
     with pytest.raises(KeyboardInterrupt):
-        progressive(tiny, targets, state=state, **args)
+        progressive(tiny, targets, state=state, names=names, **args)
     monkeypatch.setattr(module, "evaluate", evaluate)
     assert state.exists()
+    standing = module.standing(state)  # what a report reads of a climb under way
+    assert [t["name"] for t in standing] == names and {t["max_steps"] for t in standing} == {400}
+    for t, climb, target in zip(standing, whole, targets):
+        assert t["passed"] <= climb.horizon and 0 < t["used"] <= climb.total_steps
+        assert t["stage"] is None or t["stage"] == min(t["passed"] + 2 if t["passed"] else 1, len(target))  # first 1, grow 2
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"study": "cramming", "mem": 1, "source": "books", "model": "tiny", "search": "progressive"}))
+    shutil.copy(state, run / "climb-x.safetensors")
+    md = report.write(run)[0].read_text()  # no record yet: the climbs alone
+    assert "## Climbs under way" in md and f"| . | tiny | books | cramming (1 mem, progressive) | text-0 | {standing[0]['passed']} |" in md
     resumed = progressive(tiny, targets, state=state, **args)
     for a, b in zip(whole, resumed):
         assert (a.horizon, a.failed.length, a.total_steps) == (b.horizon, b.failed.length, b.total_steps)

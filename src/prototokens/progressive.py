@@ -60,13 +60,14 @@ class Climb:
 
 def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrangement", recipe: "str | Recipe",
                 seed: int = 0, first: int = 1, grow: int = 1, stage_steps: int = 1000, state: "str | os.PathLike | None" = None,
-                progress: bool = True) -> list[Climb]:
+                names: list[str] | None = None, progress: bool = True) -> list[Climb]:
     """Grow each text's target from ``first`` tokens by ``grow`` until a stage fails (texts in
     one batch, each at its own length; a text's run does not depend on its batch).
 
     ``state`` names a file that keeps the climb whenever a stage ends (vectors, optimiser state,
     kept stages): a climb interrupted resumes from it and ends as it would have without the
-    interruption. The caller removes it once the climbs are recorded."""
+    interruption. The caller removes it once the climbs are recorded. ``names`` (the texts'
+    names) are kept in it too, so that :func:`standing` can say whose climb it is."""
     layout, recipe = resolve_layout(layout), get_recipe(recipe)
     if min(first, grow, stage_steps) < 1:
         raise PrototokensError("first, grow and stage_steps must be at least 1")
@@ -136,7 +137,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
         ended = any(since[a] == 0 for a in still) or len(still) < len(active)
         climbing.active = still
         if state and ended:
-            climbing.save(state, stamp, params, optimizer)
+            climbing.save(state, stamp, params, optimizer, names)
         bar.set_postfix(longest=max((s.length for s in passed if s), default=0), active=len(still), refresh=False)
     bar.close()
     return [Climb(p, f, u) for p, f, u in zip(passed, failed, used)]
@@ -169,7 +170,7 @@ class _Climbing:
         return cls([min(first, len(t)) for t in targets], [0] * n, [0] * n, [0] * n, [False] * n, [None] * n, [None] * n,
                    [None] * n, list(range(n)))
 
-    def save(self, path, stamp: dict, params: dict[str, torch.Tensor], optimizer) -> None:
+    def save(self, path, stamp: dict, params: dict[str, torch.Tensor], optimizer, names: list[str] | None) -> None:
         tensors = {f"param.{name}": p.detach().cpu() for name, p in params.items()}
         tensors |= {f"optimizer.{key}": x.detach().cpu() for key, x in optimizer.state_dict().items()}
         kept = {}
@@ -178,7 +179,7 @@ class _Climbing:
             tensors |= {f"{kind}.{a}.{name}": v.clone() for a, s in enumerate(getattr(self, kind)) if s  # failed may be current
                         for name, v in s.vectors.items()}
         meta = {"stamp": stamp, "length": self.length, "since": self.since, "used": self.used,
-                "next_check": self.next_check, "polishing": self.polishing, "active": self.active} | kept
+                "next_check": self.next_check, "polishing": self.polishing, "active": self.active, "names": names} | kept
         save_atomic(path, {k: v.contiguous() for k, v in tensors.items()}, _FORMAT, meta)
 
     @classmethod
@@ -204,3 +205,19 @@ class _Climbing:
 
 _FORMAT = "prototokens.climb"
 _KEPT = ("passed", "current", "failed")
+
+
+def standing(path: "str | os.PathLike") -> list[dict]:
+    """Where each text of the climb kept in ``path`` stands, read from the file's metadata alone:
+    its name (None in a file kept before names were), its longest exact prefix so far, the length
+    of its stage under way (None once its climb has ended), and its updates spent of the most."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads((f.metadata() or {}).get(_FORMAT, "null") or "null")
+    if meta is None:
+        raise PrototokensError(f"{path} is not a progressive climb's state")
+    names = meta.get("names") or [None] * len(meta["length"])
+    return [{"name": name, "passed": passed["length"] if passed else 0,
+             "stage": length if a in meta["active"] else None, "used": used, "max_steps": meta["stamp"]["recipe"]["max_steps"]}
+            for a, (name, passed, length, used) in enumerate(zip(names, meta["passed"], meta["length"], meta["used"]))]

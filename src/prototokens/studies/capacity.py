@@ -231,7 +231,7 @@ def grow_texts(lm: FrozenLM, run_folder: RunFolder, texts: list[Text], longest: 
         started = time.perf_counter()
         state = run_folder.folder / f"climb-{key_of(*(t.id for t in batch))}.safetensors"
         climbs = progressive(lm, [t.target_ids[:longest] for t in batch], layout=layout, recipe=recipe, first=first,
-                             grow=grow, stage_steps=stage_steps, state=state, progress=progress)
+                             grow=grow, stage_steps=stage_steps, state=state, names=[t.id for t in batch], progress=progress)
         seconds = time.perf_counter() - started
         for end in ("passed", "failed"):
             stages = [(t, getattr(c, end)) for t, c in zip(batch, climbs) if getattr(c, end)]
