@@ -164,10 +164,15 @@ def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupte
         assert t["stage"] is None or t["stage"] == min(t["passed"] + 2 if t["passed"] else 1, len(target))  # first 1, grow 2
     run = tmp_path / "run"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"study": "cramming", "mem": 1, "source": "books", "model": "tiny", "search": "progressive"}))
+    (run / "run.json").write_text(json.dumps({"study": "capacity", "source": "books", "model": "tiny", "search": "progressive",
+                                              "seeds": 1, "recipe": {"name": "fast", "max_steps": 400}}))
     shutil.copy(state, run / "climb-x.safetensors")
     md = report.write(run)[0].read_text()  # no record yet: the climbs alone
-    assert "## Climbs under way" in md and f"| . | tiny | books | cramming (1 mem, progressive) | text-0 | {standing[0]['passed']} |" in md
+    assert "## Climbs under way" in md and f"| . | tiny | books | one-step, progressive | text-0 | {standing[0]['passed']} |" in md
+    (run / "records.jsonl").write_text(json.dumps({"key": "k", "text": "other", "length": 4, "seed": 0, "accuracy": 1.0,
+                                                   "h_lm_nats": 10.0}) + "\n")
+    md = report.write(run)[0].read_text()  # a text recorded, two still climbing
+    assert "| books | one-step, progressive | per text | 1 | 4 ± 0 | 10 ± 0 | 2 | tiny |" in md and "## Climbs under way" in md
     resumed = progressive(tiny, targets, state=state, **args)
     for a, b in zip(whole, resumed):
         assert (a.horizon, a.failed.length, a.total_steps) == (b.horizon, b.failed.length, b.total_steps)

@@ -214,9 +214,10 @@ def standing(path: "str | os.PathLike") -> list[dict]:
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        meta = json.loads((f.metadata() or {}).get(_FORMAT, "null") or "null")
-    if meta is None:
+        raw = (f.metadata() or {}).get(_FORMAT)
+    if raw is None:
         raise PrototokensError(f"{path} is not a progressive climb's state")
+    meta = json.loads(raw)
     names = meta.get("names") or [None] * len(meta["length"])
     return [{"name": name, "passed": passed["length"] if passed else 0,
              "stage": length if a in meta["active"] else None, "used": used, "max_steps": meta["stamp"]["recipe"]["max_steps"]}

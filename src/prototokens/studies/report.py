@@ -125,8 +125,9 @@ def table(runs: list[dict]) -> str:
     for run in runs:
         s, caps = run["settings"], capacities(run["records"]).values()
         method, m = _method(s)
+        under_way = sum(len(standing(p)) for p in run["folder"].glob("climb-*.safetensors"))  # texts not yet recorded
         lines.append(f"| {s['source']} | {method} | {m} | {len(caps)} | {_mean_std([c['capacity'] for c in caps])} | "
-                     f"{_mean_std([c['h_lm_nats'] for c in caps])} | {climbing(s, caps)} | {s['model']} | "
+                     f"{_mean_std([c['h_lm_nats'] for c in caps])} | {climbing(s, caps) + under_way} | {s['model']} | "
                      f"{recipe_label(s['recipe'])} ({s['recipe']['max_steps']} steps) | {s['seeds']} | "
                      + " | ".join(published(s)) + " |")
     return "\n".join(lines) + "\n\n" + PUBLISHED_NOTE
@@ -137,7 +138,8 @@ def climbing(settings: dict, caps) -> int:
     passed the longest length they were tried at, short of the grid's end, or failed the next
     length with fewer than all their seeds, or (bisecting) failed no length just above their
     capacity. A progressive climb's records are written when it has ended, at its first stage
-    short of exact, even where that stage clears the threshold."""
+    short of exact, even where that stage clears the threshold (its texts under way are counted
+    from their climb states by :func:`table`)."""
     if settings.get("search") == "progressive":
         return 0
     end, bisect = max(settings.get("grid") or [0]), settings.get("search") == "bisect"
