@@ -30,7 +30,7 @@ from .model import FrozenLM
 from .optimize import RECHECK, _polished, _read_everywhere, _solved, check_models, evaluate, initial_vectors, polish_models
 from .optimizers import build_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
-from .proto import read_safetensors, save_atomic
+from .proto import read_metadata, read_safetensors, save_atomic
 from .recipe import Recipe, get_recipe
 from .records import changed_settings
 
@@ -211,13 +211,7 @@ def standing(path: "str | os.PathLike") -> list[dict]:
     """Where each text of the climb kept in ``path`` stands, read from the file's metadata alone:
     its name (None in a file kept before names were), its longest exact prefix so far, the length
     of its stage under way (None once its climb has ended), and its updates spent of the most."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        raw = (f.metadata() or {}).get(_FORMAT)
-    if raw is None:
-        raise PrototokensError(f"{path} is not a progressive climb's state")
-    meta = json.loads(raw)
+    meta = json.loads(read_metadata(path, _FORMAT, "a progressive climb's state"))
     names = meta.get("names") or [None] * len(meta["length"])
     return [{"name": name, "passed": passed["length"] if passed else 0,
              "stage": length if a in meta["active"] else None, "used": used, "max_steps": meta["stamp"]["recipe"]["max_steps"]}

@@ -146,18 +146,27 @@ def save_atomic(path: "str | os.PathLike", tensors: dict[str, torch.Tensor], key
 def read_safetensors(path: "str | os.PathLike", key: str, what: str) -> tuple[dict[str, torch.Tensor], str]:
     """The tensors of a safetensors file and its metadata entry ``key`` (raw JSON); one-line errors
     for a missing, damaged or foreign file (``what`` names the kind of file expected)."""
+    raw = read_metadata(path, key, what)
+    try:
+        return load_file(str(path)), raw
+    except (SafetensorError, OSError, ValueError) as err:
+        raise PrototokensError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
+
+
+def read_metadata(path: "str | os.PathLike", key: str, what: str) -> str:
+    """The metadata entry ``key`` (raw JSON) of a safetensors file, its tensors left unread; the
+    one-line errors of :func:`read_safetensors`."""
     path = Path(path)
     if not path.is_file():
         raise PrototokensError(f"{path} is a folder, not {what}" if path.is_dir() else f"no such file: {path}")
     try:
-        tensors = load_file(str(path))
         with safe_open(str(path), "pt") as f:
             raw = (f.metadata() or {}).get(key)
     except (SafetensorError, OSError, ValueError) as err:
         raise PrototokensError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
     if raw is None:
         raise PrototokensError(f"{path} is a safetensors file but not {what} (no '{key}' metadata)")
-    return tensors, raw
+    return raw
 
 
 def check_model(model: dict, lm, source: str) -> None:
