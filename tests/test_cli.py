@@ -155,6 +155,16 @@ def test_focus_sets_the_focal_objective_and_a_negative_one_or_a_fade_without_it_
         assert code == 2 and err.count("\n") == 1 and message in err
 
 
+def test_optimizer_picks_a_registered_one_and_an_unknown_one_is_refused(capsys, tiny_path, tmp_path):
+    out = tmp_path / "o.proto.safetensors"
+    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--optimizer", "eigen-adamw")[0] == 0
+    assert json.loads(run(capsys, "info", out)[1])["recipe"]["optimizer"] == "eigen-adamw"
+    with pytest.raises(SystemExit) as exit_:
+        main(["encode", "Alice was", "--model", str(tiny_path), "--optimizer", "sgd"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "argument --optimizer: invalid choice: 'sgd'" in err
+
+
 def test_patience_off_is_the_papers_fixed_budget(capsys, tiny_path, tmp_path):
     out = tmp_path / "p.proto.safetensors"
     assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--patience", "off")[0] == 0

@@ -37,12 +37,13 @@ def test_e_only_writes_one_token_everywhere_as_in_table_1(tiny):
     assert proto.texts[0].accuracy == 1 / len(target)
 
 
-def test_batched_equals_one_at_a_time_with_unequal_lengths(tiny):
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_batched_equals_one_at_a_time_with_unequal_lengths(tiny, optimizer):
     # Short prefixes that any random init of the tiny model learns well inside the budget; what
     # must agree is the outcome and the early path, not step counts a last-bit difference can move.
     targets = [ids(tiny, t)[:k] for t, k in zip(TEXTS, (5, 4, 3))]
     assert len({len(t) for t in targets}) > 1
-    options = dict(recipe=RECIPE, restarts=2, trajectory=True, progress=False)
+    options = dict(recipe=RECIPE.with_overrides(optimizer=optimizer), restarts=2, trajectory=True, progress=False)
     together = encode_ids(tiny, targets, **options)
     assert [t.status for t in together.texts] == ["solved"] * 3
     for i, target in enumerate(targets):
@@ -255,6 +256,23 @@ def test_an_optimizer_added_to_the_registry_is_picked_by_name(tiny, monkeypatch)
     monkeypatch.setitem(OPTIMIZERS, "counted", Counted)
     fit = optimize(tiny, [ids(tiny, "Alice was")], recipe=RECIPE.with_overrides(optimizer="counted"), progress=False)
     assert len(calls) == fit.outcomes[0].total_steps > 0
+
+
+def test_eigen_adamw_steps_along_a_steady_gradient_where_adamw_steps_along_its_signs():
+    from prototokens.optimizers import EigenAdamW, RowAdamW
+
+    recipe = RECIPE.with_overrides(weight_decay=0.0)
+    direction = torch.nn.functional.normalize(torch.randn(2, 1, 64, generator=torch.Generator().manual_seed(0)), dim=-1)
+    moves = {}
+    for cls in (RowAdamW, EigenAdamW):
+        x = torch.zeros(2, 1, 64)
+        optimizer = cls([x], recipe)
+        for _ in range(EigenAdamW.EVERY + 5):
+            before, x.grad = x.clone(), direction.clone()
+            optimizer.step([torch.arange(2)])
+        moves[cls] = torch.nn.functional.cosine_similarity(before - x, direction, dim=-1)
+    assert (moves[EigenAdamW] > 0.999).all()  # in the eigenbasis the steady direction is one axis
+    assert (moves[RowAdamW] < 0.9).all()  # AdamW moves every coordinate by about lr: sign(direction)
 
 
 BF16 = RECIPE.with_overrides(dtype="bfloat16", check_dtypes=("float32", "bfloat16"), margin=0.1)

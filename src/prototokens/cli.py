@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, LAYOUTS
 from .model import DEFAULT_MODEL, DTYPES
+from .optimizers import OPTIMIZERS
 from .recipe import DEFAULT_RECIPE, INITS, OFF, RECIPES, get_recipe
 
 
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                        f"e.g. to resume a run it started (default {DEFAULT_RECIPE}; cramming with --mem)")
         q.add_argument("--steps", type=_whole_int, help="most optimisation steps per seed (0, with --init encoder:PATH: the encoder's guess as it is)")
         q.add_argument("--lr", type=float, help="learning rate (in embedding stds for a recipe that counts it so, as fast does)")
+        q.add_argument("--optimizer", choices=list(OPTIMIZERS), help="the optimiser of (e, m) (default: the recipe's)")
         q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
         q.add_argument("--focus", type=float, help="focal objective: each target's cross-entropy times (1 - p)^FOCUS "
                        "(0: plain cross-entropy, every preset's; 2 solved more 64-token texts, bench/RESULTS.md)")
@@ -270,7 +272,7 @@ def _overrides(args) -> dict:
     if args.steps == 0 and encoder is None:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
-                patience=args.patience, focus=args.focus, focus_fade=args.focus_fade)
+                patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer)
 
 
 def _encode_options(args) -> dict:

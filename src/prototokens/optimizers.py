@@ -75,6 +75,57 @@ class RowAdamW:
                 x.copy_(state[f"{kind}.{i}"])
 
 
+class EigenAdamW(RowAdamW):
+    """RowAdamW in the eigenbasis of each row's gradient covariance: SOAP's idea (Vyas et al.,
+    2024, Adam in Shampoo's eigenbasis) for a vector, whose covariance is one K x K matrix
+    (K = d_model: 576 for SmolLM2). The covariance is an EMA with beta2, its eigenvectors are
+    refreshed every ``EVERY`` steps (before the first refresh the basis is the identity, so the
+    first steps are RowAdamW's); the momentum lives in the vector's own coordinates, the second
+    moment in the eigenbasis and is carried into each new one. Where AdamW scales each
+    coordinate, this scales each direction along which the gradients vary.
+    """
+
+    EVERY = 10
+    STATE = ("exp_avg", "exp_avg_sq", "t", "covariance", "basis")
+
+    def __init__(self, params: list[torch.Tensor], recipe: "Recipe"):
+        super().__init__(params, recipe)
+        sizes = [p[0].numel() for p in params]
+        self.covariance = [torch.zeros(p.shape[0], k, k, device=p.device) for p, k in zip(params, sizes)]
+        self.basis = [torch.eye(k, device=p.device).expand(p.shape[0], k, k).clone() for p, k in zip(params, sizes)]
+
+    @torch.no_grad()
+    def step(self, rows_per_param: list[torch.Tensor]) -> None:
+        r = self.recipe
+        b1, b2 = r.betas
+        for i, (p, rows) in enumerate(zip(self.params, rows_per_param)):
+            ea, eas, t, cov, q = self.exp_avg[i], self.exp_avg_sq[i], self.t[i], self.covariance[i], self.basis[i]
+            g = p.grad[rows].flatten(1)
+            t[rows] += 1
+            tr = t[rows].flatten()[:, None]
+            cov[rows] = cov[rows] * b2 + g[:, :, None] * g[:, None, :] * (1 - b2)
+            due = rows[tr[:, 0] % self.EVERY == 0]
+            if len(due):  # a new basis, and the second moment's diagonal carried into it
+                new = torch.linalg.eigh(cov[due].double())[1].float()
+                turn = new.transpose(1, 2) @ q[due]
+                eas[due] = ((turn * turn) @ eas[due].flatten(1)[:, :, None]).view_as(eas[due])
+                q[due] = new
+            qt = q[rows].transpose(1, 2)
+            ea[rows] = ea[rows] * b1 + p.grad[rows] * (1 - b1)
+            eas[rows] = eas[rows] * b2 + _rotate(qt, g).square().view_as(eas[rows]) * (1 - b2)
+            m = _rotate(qt, ea[rows].flatten(1)) / (1 - b1 ** tr)
+            v = eas[rows].flatten(1) / (1 - b2 ** tr)
+            update = _rotate(q[rows], m / (v.sqrt() + r.eps)).view_as(p[rows])
+            lr = self.lr(i, t[rows])
+            p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * update
+            p.grad = None
+
+
+def _rotate(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Each row of ``vectors`` times its own matrix."""
+    return (matrices @ vectors[:, :, None])[..., 0]
+
+
 def row_lr(recipe: "Recipe", steps: torch.Tensor) -> torch.Tensor:
     """The recipe's learning rate at each row's own step count (a tensor shaped like ``steps``)."""
     return torch.tensor([recipe.lr_at(int(s)) for s in steps.flatten().tolist()], device=steps.device).view_as(steps)
@@ -82,6 +133,7 @@ def row_lr(recipe: "Recipe", steps: torch.Tensor) -> torch.Tensor:
 
 OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], "Recipe"], RowOptimizer]] = {
     "adamw": RowAdamW,
+    "eigen-adamw": EigenAdamW,
 }
 
 
