@@ -100,26 +100,26 @@ class EigenAdamW(RowAdamW):
         b1, b2 = r.betas
         for i, (p, rows) in enumerate(zip(self.params, rows_per_param)):
             ea, eas, t, cov, q = self.exp_avg[i], self.exp_avg_sq[i], self.t[i], self.covariance[i], self.basis[i]
+            rows = slice(None) if len(rows) == len(p) else rows  # every row: views, not copies of K x K matrices
             g = p.grad[rows].flatten(1)
             t[rows] += 1
             tr = t[rows].flatten()[:, None]
-            cov[rows] = cov[rows] * b2 + g[:, :, None] * g[:, None, :] * (1 - b2)
-            due = rows[tr[:, 0] % self.EVERY == 0]
+            cov[rows] = torch.baddbmm(cov[rows], g[:, :, None], g[:, None, :], beta=b2, alpha=1 - b2)
+            due = torch.arange(len(p), device=p.device)[rows][tr[:, 0] % self.EVERY == 0]
             if len(due):  # a new basis, and the second moment's diagonal carried into it
-                new = torch.linalg.eigh(cov[due].double())[1].float()
+                new = torch.linalg.eigh(cov[due])[1]
                 turn = new.transpose(1, 2) @ q[due]
                 eas[due] = ((turn * turn) @ eas[due].flatten(1)[:, :, None]).view_as(eas[due])
                 q[due] = new
-            qt = q[rows].transpose(1, 2)
+            qr = q[rows]
             ea[rows] = ea[rows] * b1 + p.grad[rows] * (1 - b1)
-            eas[rows] = eas[rows] * b2 + _rotate(qt, g).square().view_as(eas[rows]) * (1 - b2)
-            m = _rotate(qt, ea[rows].flatten(1)) / (1 - b1 ** tr)
+            eas[rows] = eas[rows] * b2 + _rotate(qr.transpose(1, 2), g).square().view_as(eas[rows]) * (1 - b2)
+            m = _rotate(qr.transpose(1, 2), ea[rows].flatten(1)) / (1 - b1 ** tr)
             v = eas[rows].flatten(1) / (1 - b2 ** tr)
-            update = _rotate(q[rows], m / (v.sqrt() + r.eps)).view_as(p[rows])
+            update = _rotate(qr, m / (v.sqrt() + r.eps)).view_as(p[rows])
             lr = self.lr(i, t[rows])
             p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * update
             p.grad = None
-
 
 def _rotate(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """Each row of ``vectors`` times its own matrix."""
