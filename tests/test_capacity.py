@@ -52,14 +52,15 @@ def test_a_rerun_skips_what_is_done(tiny, tmp_path):
 
 
 def test_a_folder_written_before_recipes_had_versions_still_resumes(tiny, tmp_path):
-    capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    adamw = RECIPE.with_overrides(optimizer="adamw")  # the only optimiser before recipes named one
+    capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=adamw, progress=False)
     settings = json.loads((tmp_path / "run.json").read_text())
-    assert settings["recipe"]["version"] == 5
+    assert settings["recipe"]["version"] == 6
     for field in ("version", "optimizer"):  # as run folders were written before
         del settings["recipe"][field]
     (tmp_path / "run.json").write_text(json.dumps(settings))
     before = (tmp_path / "records.jsonl").read_text()
-    capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=RECIPE, progress=False)
+    capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=adamw, progress=False)
     assert (tmp_path / "records.jsonl").read_text() == before
 
 

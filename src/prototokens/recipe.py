@@ -157,8 +157,11 @@ RECIPES = {
     # shift of a margin measured between two CPU kernel paths in bf16: bench/RESULTS.md);
     # v4: polish, so a text exact in bf16 also trains through fp32 until both write it (on 8
     # unselected 32-token texts: the same median steps, 25 % fewer in all, bench/RESULTS.md);
-    # v5: lr 0.22 embedding stds (3e-2 on SmolLM2, 0.23 on Gemma-3, which v4 gave 3e-2 too)
-    "fast": Recipe("fast", version=5, lr=0.22, relative_lr=True, betas=(0.9, 0.99), weight_decay=0.01, max_steps=1000,
+    # v5: lr 0.22 embedding stds (3e-2 on SmolLM2, 0.23 on Gemma-3, which v4 gave 3e-2 too);
+    # v6: AdamW in the eigenbasis of each vector's gradient covariance (eigen-adamw; on two sets
+    # of 8 unselected 32-token texts, 8 of 8 solved and 0.56-0.64x v4's median steps, bench/RESULTS.md)
+    "fast": Recipe("fast", version=6, optimizer="eigen-adamw", lr=0.22, relative_lr=True, betas=(0.9, 0.99),
+                   weight_decay=0.01, max_steps=1000,
                    init="start", schedule="cosine", first_weight=4.0, patience=200, dtype="auto",
                    check_dtypes=("float32", "bfloat16"), margin=0.3, polish=True),
     # FusionBrainLab/progressive_cramming's settings for its paper runs (README, "Reproducing the
@@ -170,8 +173,10 @@ RECIPES = {
 DEFAULT_RECIPE = "fast"
 # what each earlier version of a preset set otherwise, so that NAME@VERSION (fast@3) rebuilds it:
 # a run started under an old version resumes with it after the preset has moved on
-ABSOLUTE = {"lr": 3e-2, "relative_lr": False}
+ADAMW = {"optimizer": "adamw"}
+ABSOLUTE = ADAMW | {"lr": 3e-2, "relative_lr": False}
 EARLIER = {"fast": {
+    5: ADAMW,
     4: ABSOLUTE,
     3: ABSOLUTE | {"polish": False},
     2: ABSOLUTE | {"dtype": "float32", "check_dtypes": (), "margin": 0.0, "polish": False},
