@@ -121,6 +121,7 @@ class EigenAdamW(RowAdamW):
             p[rows] = p[rows] * (1 - lr * r.weight_decay) - lr * update
             p.grad = None
 
+
 def _rotate(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """Each row of ``vectors`` times its own matrix."""
     return (matrices @ vectors[:, :, None])[..., 0]
