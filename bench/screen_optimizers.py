@@ -12,6 +12,8 @@ recipe_search (same arguments, same JSON in bench/results/recipes/NAME.json):
   weighted by the largest learning rate so far squared; use it with ``schedule=constant``.
 - ``lion``: Chen et al.'s Lion (2023): the sign of an interpolated momentum, so every
   coordinate moves by the learning rate each step; betas are Lion's (interpolation, momentum).
+
+Each keeps a step count per row as RowAdamW does, so a text's run does not depend on its batch.
 """
 
 from __future__ import annotations

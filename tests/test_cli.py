@@ -157,8 +157,8 @@ def test_focus_sets_the_focal_objective_and_a_negative_one_or_a_fade_without_it_
 
 def test_optimizer_picks_a_registered_one_and_an_unknown_one_is_refused(capsys, tiny_path, tmp_path):
     out = tmp_path / "o.proto.safetensors"
-    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--optimizer", "eigen-adamw")[0] == 0
-    assert json.loads(run(capsys, "info", out)[1])["recipe"]["optimizer"] == "eigen-adamw"
+    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--optimizer", "adamw")[0] == 0
+    assert json.loads(run(capsys, "info", out)[1])["recipe"]["optimizer"] == "adamw"  # not fast's eigen-adamw
     with pytest.raises(SystemExit) as exit_:
         main(["encode", "Alice was", "--model", str(tiny_path), "--optimizer", "sgd"])
     err = capsys.readouterr().err
