@@ -12,7 +12,7 @@ recipe_search (same arguments, same JSON in bench/results/recipes/NAME.json):
   weighted by the largest learning rate so far squared; use it with ``schedule=constant``.
 - ``lion``: Chen et al.'s Lion (2023): the sign of an interpolated momentum, so every
   coordinate moves by the learning rate each step; betas are Lion's (interpolation, momentum).
-- ``eigen-adamw-everyK`` (K = 1, 3): eigen-adamw with its eigenbasis refreshed every K steps
+- ``eigen-adamw-everyK`` (K = 1, 3, 20): eigen-adamw with its eigenbasis refreshed every K steps
   instead of 10 (each refresh costs one d_model x d_model eigendecomposition per vector).
 
 Each keeps a step count per row as RowAdamW does, so a text's run does not depend on its batch.
@@ -106,11 +106,12 @@ class Lion:
 
 
 def eigen_every(k: int) -> type:
+    """EigenAdamW with its eigenbasis refreshed every ``k`` steps."""
     return type(f"EigenAdamWEvery{k}", (optimizers.EigenAdamW,), {"EVERY": k})
 
 
 optimizers.OPTIMIZERS |= {"adamw-elr": SlowE, "sf-adamw": ScheduleFreeAdamW, "lion": Lion,
-                          **{f"eigen-adamw-every{k}": eigen_every(k) for k in (1, 3)}}
+                          **{f"eigen-adamw-every{k}": eigen_every(k) for k in (1, 3, 20)}}
 
 if __name__ == "__main__":
     recipe_search.main()
