@@ -31,6 +31,7 @@ import torch
 import prototokens as pt
 from prototokens.data import sample_passages
 from prototokens.optimize import evaluate
+from step import step_seconds
 
 HELDOUT = [
     "The harbour master kept a ledger of every ship that entered the bay, noting its cargo, its crew and "
@@ -61,13 +62,8 @@ def texts_for(lm, spec: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
 def fp32_step_seconds(lm, n: int, repeats: int = 5) -> float:
     """Median time of one forward and backward of one text of n tokens, default layout."""
     layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
-    times = []
-    for _ in range(repeats + 1):
-        e, m = (torch.randn(1, lm.d_model, requires_grad=True) for _ in range(2))
-        started = time.perf_counter()
-        evaluate(lm, layout, {"e": e * 0.1, "m": m * 0.1}, [list(range(5, 5 + n))]).objective.sum().backward()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times[1:])
+    times = [step_seconds(lm, layout, n, 1) for _ in range(repeats + 1)]
+    return statistics.median(times[1:])  # the first is a warm-up
 
 
 def cli(*args) -> tuple[float, subprocess.CompletedProcess]:
