@@ -42,6 +42,7 @@ def test_sweep_records_every_unit_and_stops_climbing_after_a_failure(tiny, tmp_p
         failed = [n for n in {n for n, _, _ in rows} if all(a < 0.99 for m, _, a in rows if m == n)]
         assert all(n <= min(failed) for n, _, _ in rows) if failed else True
     assert all(r["h_lm_nats"] > 0 and r["c_tokens"] == round(r["accuracy"] * r["length"]) for r in records)
+    assert {r["dtype"] for r in records} == {"float32"}  # the pass each accuracy was read in
 
 
 def test_a_rerun_skips_what_is_done(tiny, tmp_path):

@@ -286,6 +286,7 @@ def test_the_bf16_path_reaches_full_accuracy_and_its_file_decodes_in_both_dtypes
     assert [t.status for t in proto.texts] == ["solved", "solved"]
     assert all(t.margin >= 0.1 for t in proto.texts)
     assert proto.recipe["dtype"] == "bfloat16" and proto.recipe["check_dtypes"] == ["float32", "bfloat16"]
+    assert [t.dtype for t in proto.texts] == ["bfloat16", "bfloat16"]  # the pass its accuracy was read in
     for dtype in ("float32", "bfloat16"):
         assert decode_ids(tiny.in_dtype(dtype), proto) == targets
 
@@ -293,7 +294,7 @@ def test_the_bf16_path_reaches_full_accuracy_and_its_file_decodes_in_both_dtypes
 def test_a_solved_state_is_kept_over_an_exact_unchecked_one_with_a_lower_loss(tiny):
     from prototokens.optimize import _Best
 
-    best = _Best(tiny, 1, {}, None, False)
+    best = _Best(tiny, 1, {}, None, False, "float32")
     best.offer([0], {}, [0.10], [1.0], [0.5], 20, 0, solved=False)  # exact, its dtype check not yet due
     best.offer([0], {}, [0.12], [1.0], [0.4], 30, 0, solved=True)  # the check passed, at a higher loss
     assert (best.outcomes[0].status, best.outcomes[0].steps) == ("solved", 30)

@@ -219,7 +219,7 @@ def train(lm: FrozenLM, config: Config, folder: "str | Path", progress: bool = T
     val = [p.target_ids for p in sample_passages(lm, config.source, config.val_passages, longest, config.seed + 1, 0, test_texts)]
     encoder = Encoder.create(lm, config)
     encoder.meta["training"] = {"source": config.source, "train_texts": train_texts, "held_out_texts": test_texts,
-                                "step": 0, "seconds": 0.0, "dtype": str(lm.dtype).removeprefix("torch."), "device": str(lm.device)}
+                                "step": 0, "seconds": 0.0, "dtype": lm.dtype_name, "device": str(lm.device)}
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=0.0)
     checkpoint = folder / "checkpoint.safetensors"
     if checkpoint.exists():

@@ -96,6 +96,11 @@ class FrozenLM:
         return self.dtype == torch.float32
 
     @property
+    def dtype_name(self) -> str:
+        """The weights' dtype as DTYPES names it: ``bfloat16``."""
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
     def device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
 

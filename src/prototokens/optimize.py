@@ -78,7 +78,7 @@ def optimize(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrangeme
     """
     layout, recipe = resolve_layout(layout), get_recipe(recipe)
     _check(lm, targets, layout, shared, restarts)
-    best = _Best(lm, len(targets), layout.vectors, shared, trajectory)
+    best = _Best(lm, len(targets), layout.vectors, shared, trajectory, lm.in_dtype(recipe.dtype).dtype_name)
     todo = list(range(len(targets)))
     for round_ in range(restarts):
         if not todo:
@@ -108,8 +108,8 @@ def _check(lm, targets, layout, shared, restarts):
 class _Best:
     """Per-text best state over all seeds."""
 
-    def __init__(self, lm, n, shapes, shared, trajectory):
-        self.shared = shared
+    def __init__(self, lm, n, shapes, shared, trajectory, dtype):
+        self.shared, self.dtype = shared, dtype
         self.vectors = {name: torch.zeros(1 if shared == name else n, *shape, lm.d_model)
                         for name, shape in shapes.items()}
         self.outcomes = [Outcome.unsolved() for _ in range(n)]
@@ -130,7 +130,7 @@ class _Best:
         elapsed = time.perf_counter() - self.started
         for k, r in enumerate(rows):
             self.outcomes[r] = Outcome(acc[k], loss[k], margin[k], steps, self.outcomes[r].total_steps, seed,
-                                       SOLVED if solved else UNSOLVED, elapsed)
+                                       SOLVED if solved else UNSOLVED, elapsed, self.dtype)
         for name, new in vectors.items():
             if self.shared == name:
                 self.vectors[name][0] = new[0].detach().cpu()

@@ -20,6 +20,10 @@ class Outcome:
     seed: int  # the seed of the kept state
     status: str  # SOLVED, UNSOLVED or FAILED (non-finite loss)
     elapsed: float = 0.0  # wall seconds from the start of optimize to the kept state
+    # the weight dtype of the pass that read accuracy, loss and margin: the recipe's compute dtype
+    # as this hardware resolves it ("auto": bfloat16 where native, else float32); None in records
+    # older than this field
+    dtype: str | None = None
 
     @property
     def solved(self) -> bool:

@@ -111,7 +111,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
                     next_check[a] = used[a] + RECHECK
                 exact = found is not None
             outcome = Outcome(acc[k], loss[k], margin[k], since[a], used[a], seed, SOLVED if exact else UNSOLVED,
-                              time.perf_counter() - started)
+                              time.perf_counter() - started, compute.dtype_name)
             if exact:
                 bar.update(length[a] - (passed[a].length if passed[a] else 0))
                 passed[a], current[a] = _kept(length[a], outcome, vectors, k), None
