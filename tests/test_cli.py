@@ -101,7 +101,8 @@ def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tin
 
 
 @pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@9"], ["--steps", "-1"],
-                                    ["--steps", "1.5"], ["--init", "zeros"], ["--patience", "0"], ["--patience", "never"]])
+                                    ["--steps", "1.5"], ["--init", "zeros"], ["--patience", "0"], ["--patience", "never"],
+                                    ["--check-dtypes", "float32,float8"]])
 def test_unknown_option_values_are_refused_by_the_parser(capsys, option):
     with pytest.raises(SystemExit) as exit_:
         main(["encode", "abc", *option])
@@ -163,6 +164,13 @@ def test_optimizer_picks_a_registered_one_and_an_unknown_one_is_refused(capsys, 
         main(["encode", "Alice was", "--model", str(tiny_path), "--optimizer", "sgd"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and "argument --optimizer: invalid choice: 'sgd'" in err
+
+
+def test_check_dtypes_names_what_a_solved_text_must_decode_in(capsys, tiny_path, tmp_path):
+    out = tmp_path / "c.proto.safetensors"
+    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--check-dtypes", "float32")[0] == 0
+    recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
+    assert recipe["check_dtypes"] == ["float32"] and recipe["name"] == "fast+custom"
 
 
 def test_patience_off_is_the_papers_fixed_budget(capsys, tiny_path, tmp_path):

@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--lr", type=float, help="learning rate (in embedding stds for a recipe that counts it so, as fast does)")
         q.add_argument("--optimizer", choices=list(OPTIMIZERS), help="the optimiser of (e, m) (default: the recipe's)")
         q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
+        q.add_argument("--check-dtypes", type=_dtypes, help="comma-separated weight dtypes a text must decode exactly in to "
+                       "count as solved (fast: float32,bfloat16; float32 alone skips bf16's check, which a CPU without "
+                       "bf16 units can only emulate)")
         q.add_argument("--focus", type=float, help="focal objective: each target's cross-entropy times (1 - p)^FOCUS "
                        "(0: plain cross-entropy, every preset's; 2 solved more 64-token texts, bench/RESULTS.md)")
         q.add_argument("--focus-fade", action="store_true", default=None, help="the focal exponent fades as a text is "
@@ -219,6 +222,13 @@ def _recipe(value: str) -> str:
     return value
 
 
+def _dtypes(value: str) -> tuple[str, ...]:
+    names = tuple(value.split(","))
+    if not all(n in DTYPES for n in names):
+        raise argparse.ArgumentTypeError(f"expected dtypes from {', '.join(DTYPES)}, comma-separated, got {value!r}")
+    return names
+
+
 def _init(value: str) -> str:
     if value in INITS or (value.startswith("encoder:") and len(value) > len("encoder:")):
         return value
@@ -272,7 +282,8 @@ def _overrides(args) -> dict:
     if args.steps == 0 and encoder is None:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
-                patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer)
+                patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
+                check_dtypes=args.check_dtypes)
 
 
 def _encode_options(args) -> dict:
