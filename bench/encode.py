@@ -69,7 +69,8 @@ def main():
         first = None
         for name in args.recipes.split(","):
             recipe_name, _, layout = name.partition("@")
-            recipe = pt.get_recipe(recipe_name).with_overrides(dtype=args.compute_dtype)  # its own schedule; more seeds while the budget lasts
+            # its own schedule at this length; more seeds while the budget lasts
+            recipe = pt.get_recipe(recipe_name).at_length(n).with_overrides(dtype=args.compute_dtype, budget_tokens="off")
             restarts = max(1, args.steps // recipe.max_steps)
             if restarts * recipe.max_steps > args.steps:
                 recipe = recipe.with_overrides(max_steps=args.steps)

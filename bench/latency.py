@@ -4,10 +4,11 @@ command's start to its saved file, divided by the time of one fp32 forward and b
 text at the same N with the same threads, measured in this run just before and after each
 encode (median of 5 after a warm-up). Each file is then decoded in float32 and in bfloat16.
 
-    .venv/bin/python bench/latency.py [--n 64] [--texts books:3,generated:3,heldout:3]
+    .venv/bin/python bench/latency.py [--n 64] [--texts books:3,generated:3,heldout:3] [--seed 0]
                                       [--recipe fast] [--throughput 1,4,8] [--out bench/results]
 
-`heldout` are passages written for this benchmark, never part of a data source here.
+`heldout` are passages written for this benchmark, never part of a data source here; `--seed`
+samples other passages of the sources (0 gave the texts every earlier run used).
 `--throughput` also encodes all the texts in one CLI call per batch size (`--jsonl`,
 `--batch-size B`) and reports texts per hour. A recipe may carry CLI options after a colon,
 e.g. `paper:--layout em --steps 2000`. The JSON is written after every row; run the same command
@@ -90,20 +91,22 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--texts", default="books:3,generated:3,heldout:3")
+    p.add_argument("--seed", type=int, default=0, help="which passages of each source to sample")
     p.add_argument("--recipes", default="fast", help="comma-separated; RECIPE:CLI OPTIONS")
     p.add_argument("--throughput", default="", help="batch sizes for texts per hour, e.g. 1,4,8")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     args = p.parse_args()
     models = {"float32": pt.load_model(device="cpu")}
     models["bfloat16"] = models["float32"].in_dtype("bfloat16")
-    texts = texts_for(models["float32"], args.texts, args.n)
+    texts = texts_for(models["float32"], args.texts, args.n, args.seed)
     print(f"N = {args.n}, {len(texts)} texts, torch threads {torch.get_num_threads()}", flush=True)
     rows, throughput, work = [], [], Path(tempfile.mkdtemp())
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"latency-n{args.n}-{args.recipes.split(':')[0].replace(',', '-')}.json"
     if out.exists():  # resume: keep what an earlier run of the same measurement finished
         earlier = json.loads(out.read_text())
-        same = {k: earlier["args"][k] for k in ("n", "texts", "recipes")} == {k: getattr(args, k) for k in ("n", "texts", "recipes")}
+        keys = ("n", "texts", "recipes", "seed")
+        same = {k: earlier["args"].get(k, 0) for k in keys} == {k: getattr(args, k) for k in keys}
         if not same or earlier["fingerprint"] != models["float32"].fingerprint:
             raise SystemExit(f"{out} holds another measurement; move it away or pass another --out")
         rows, throughput = earlier["rows"], earlier["throughput"]

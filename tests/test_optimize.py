@@ -90,6 +90,20 @@ def test_restarts_try_new_seeds_only_for_unsolved_texts(tiny):
     assert fit.outcomes[1].total_steps == 60
 
 
+def test_a_longer_text_gets_steps_and_patience_scaled_with_its_length(tiny):
+    budget = RECIPE.with_overrides(max_steps=6, patience=40, margin=1e9, budget_tokens=4)  # never solved
+    assert (budget.at_length(3), budget.at_length(4)) == (budget, budget)
+    assert (budget.at_length(6).max_steps, budget.at_length(6).patience, get_recipe("fast@6").at_length(64).max_steps) == (9, 60, 1000)
+    target = ids(tiny, TEXTS[0] + " very tired of sitting")
+    assert len(target) >= 8
+    fit = optimize(tiny, [target[:4], target[:8], target[:3]], recipe=budget, restarts=2, progress=False)
+    assert [o.total_steps for o in fit.outcomes] == [12, 24, 12]  # two seeds each, the longer one apart
+    shared = optimize(tiny, [target[:4], target[:8]], recipe=budget, shared="m", progress=False)
+    assert [o.total_steps for o in shared.outcomes] == [12, 12]  # a shared m runs at its longest text
+    with pytest.raises(PrototokensError, match="budget_tokens must be at least 1"):
+        RECIPE.with_overrides(budget_tokens=0)
+
+
 class PoisonedAfter(FrozenLM):
     """Returns NaN logits from the ``after``-th forward pass on."""
 
@@ -168,26 +182,26 @@ def test_overrides_rename_a_recipe_once_and_only_when_a_value_changes():
 
 def test_a_recipe_names_its_version_and_old_records_without_one_still_match():
     fast = get_recipe("fast")
-    assert fast.version == 6 and fast.to_dict()["version"] == 6 and fast.label == "fast v6"
-    assert fast.with_overrides(max_steps=10).version == 6  # a custom recipe keeps its base's version
+    assert fast.version == 7 and fast.to_dict()["version"] == 7 and fast.label == "fast v7"
+    assert fast.with_overrides(max_steps=10).version == 7  # a custom recipe keeps its base's version
     adamw = get_recipe("fast@5")  # records older than versions and optimisers were made with AdamW
     old = {k: v for k, v in adamw.to_dict().items() if k not in ("version", "optimizer")}
     assert same_recipe(old, adamw.to_dict()) and label(old) == "fast" and not same_recipe(old, fast.to_dict())
-    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=7).to_dict())
+    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=8).to_dict())
     assert not same_recipe(old, adamw.with_overrides(lr=1e-2).to_dict())
     assert Recipe.from_dict(fast.to_dict()) == fast
 
 
 @pytest.mark.parametrize("version, run", [(1, "studies/arrangements/study.json"), (2, "capacity/books/run.json"),
                                           (3, "studies/locality-n32/study.json"), (4, "capacity/books-gemma/run.json"),
-                                          (5, "capacity/books-gemma-v5/run.json")])
+                                          (5, "capacity/books-gemma-v5/run.json"), (6, "capacity/books-shared-v6/run.json")])
 def test_an_earlier_version_of_a_preset_is_the_one_its_committed_runs_recorded(version, run):
     recorded = json.loads((Path(__file__).parents[1] / "results" / run).read_text())
     recorded = recorded.get("config", recorded)["recipe"]
     assert same_recipe(recorded, get_recipe(f"fast@{version}").to_dict())
     assert get_recipe(f"fast@{version}").label == f"fast v{version}"
-    assert get_recipe("fast@6") == get_recipe("fast")
-    for bad, message in (("fast@9", "recipe fast has no version '9'; it has: 1, 2, 3, 4, 5, 6"),
+    assert get_recipe("fast@7") == get_recipe("fast")
+    for bad, message in (("fast@9", "recipe fast has no version '9'; it has: 1, 2, 3, 4, 5, 6, 7"),
                          ("paper@2", "recipe paper has no version '2'; it has: 1"), ("slow@1", "unknown recipe 'slow@1'")):
         with pytest.raises(PrototokensError, match=message):
             get_recipe(bad)

@@ -69,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--layout", default=DEFAULT_LAYOUT, choices=list(LAYOUTS))
         q.add_argument("--recipe", type=_recipe, help=f"{', '.join(RECIPES)}; NAME@VERSION for an earlier version, "
                        f"e.g. to resume a run it started (default {DEFAULT_RECIPE}; cramming with --mem)")
-        q.add_argument("--steps", type=_whole_int, help="most optimisation steps per seed (0, with --init encoder:PATH: the encoder's guess as it is)")
+        q.add_argument("--steps", type=_whole_int, help="most optimisation steps per seed, for a text of up to --budget-tokens "
+                       "tokens (0, with --init encoder:PATH: the encoder's guess as it is)")
+        q.add_argument("--budget-tokens", type=_count_or_off, help="texts longer than this get --steps and --patience "
+                       "times their length over it (fast: 32, so 2000 steps at 64 tokens); off: the same at every length")
         q.add_argument("--lr", type=float, help="learning rate (in embedding stds for a recipe that counts it so, as fast does)")
         q.add_argument("--optimizer", choices=list(OPTIMIZERS), help="the optimiser of (e, m) (default: the recipe's)")
         q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
@@ -80,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(0: plain cross-entropy, every preset's; 2 solved more 64-token texts, bench/RESULTS.md)")
         q.add_argument("--focus-fade", action="store_true", default=None, help="the focal exponent fades as a text is "
                        "written: FOCUS x (1 - its accuracy)")
-        q.add_argument("--patience", type=_patience, help="give a seed up after this many steps without progress; off: "
+        q.add_argument("--patience", type=_count_or_off, help="give a seed up after this many steps without progress; off: "
                        "never (the paper's fixed budget)")
         q.add_argument("--init", type=_init, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start "
                        "token; encoder:PATH (encode only): the output of a trained encoder (its folder or file)")
@@ -206,7 +209,7 @@ def _whole_int(value: str) -> int:
     return int(value)
 
 
-def _patience(value: str) -> "int | str":
+def _count_or_off(value: str) -> "int | str":
     if value == OFF:
         return OFF
     if not value.isdigit() or int(value) < 1:
@@ -283,7 +286,7 @@ def _overrides(args) -> dict:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
                 patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
-                check_dtypes=args.check_dtypes)
+                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens)
 
 
 def _encode_options(args) -> dict:

@@ -75,18 +75,29 @@ def optimize(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrangeme
     names a vector shared by all texts.
     ``start`` (vector name -> rows, e.g. a shorter prefix's ``Fit.vectors``) replaces the first
     seed's initialisation; further restarts start from the recipe's init.
+    Each text runs the recipe at its length (:meth:`~prototokens.recipe.Recipe.at_length`; a
+    shared vector's texts at the longest), so texts whose budgets differ run as separate batches.
     """
     layout, recipe = resolve_layout(layout), get_recipe(recipe)
     _check(lm, targets, layout, shared, restarts)
     best = _Best(lm, len(targets), layout.vectors, shared, trajectory, lm.in_dtype(recipe.dtype).dtype_name)
     todo = list(range(len(targets)))
     for round_ in range(restarts):
-        if not todo:
-            break
-        begin = {n: v[todo if v.shape[0] > 1 else [0]] for n, v in start.items()} if start and not round_ else None
-        _run(lm, targets, todo, layout, recipe, seed + round_, shared, best, progress, begin)
+        for budget, rows in _by_budget(recipe, targets, todo, shared).items():
+            begin = {n: v[rows if v.shape[0] > 1 else [0]] for n, v in start.items()} if start and not round_ else None
+            _run(lm, targets, rows, layout, budget, seed + round_, shared, best, progress, begin)
         todo = [] if shared and best.all_solved() else [i for i in todo if best.outcomes[i].status == UNSOLVED]
     return best.fit()
+
+
+def _by_budget(recipe: Recipe, targets: list[list[int]], todo: list[int], shared: str | None) -> dict[Recipe, list[int]]:
+    """The texts ``todo`` by the recipe each runs at its length (all at the longest when shared)."""
+    if shared:
+        return {recipe.at_length(max(len(targets[i]) for i in todo)): todo} if todo else {}
+    groups: dict[Recipe, list[int]] = {}
+    for i in todo:
+        groups.setdefault(recipe.at_length(len(targets[i])), []).append(i)
+    return groups
 
 
 def _check(lm, targets, layout, shared, restarts):

@@ -3,7 +3,8 @@ then grow the target ``grow`` tokens at a time, each stage warm-started from the
 stage fails. The optimiser runs on: one state per text (moments, and the recipe's schedule at the
 text's own step count) carries across the stages, so a stage starts where the last one ended
 rather than from a fresh warm-up. A stage fails when it is not exact within ``stage_steps``
-updates, or when the text has spent the recipe's ``max_steps`` in all; the text's horizon is
+updates, or when the text has spent the recipe's ``max_steps`` in all (at every length: a recipe's
+``budget_tokens`` does not apply to a climb); the text's horizon is
 then its longest exact prefix, and its kept states are that prefix's and the failed stage's best.
 A stage is exact as :func:`~prototokens.optimize.optimize` has it, check dtypes and ``polish``
 included: once a stage reads exactly in the compute dtype it also trains through the others.

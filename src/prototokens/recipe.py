@@ -68,6 +68,9 @@ class Recipe:
     # about lr a step whatever the gradient's scale, so one absolute lr moves e and m of a model
     # with larger input embeddings relatively less (Gemma's spread 7.6x SmolLM2's)
     relative_lr: bool = False
+    # max_steps and patience are for a text of up to this many tokens; a longer text gets both
+    # times its length over this, so its cosine stretches with it (None: the same for every length)
+    budget_tokens: int | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -85,6 +88,8 @@ class Recipe:
             raise PrototokensError("temperature must be positive, lr_floor in [0, 1] and focus not negative")
         if self.focus_fade and not self.focus:
             raise PrototokensError("focus_fade fades the focal objective: it needs a focus above 0")
+        if self.budget_tokens is not None and self.budget_tokens < 1:
+            raise PrototokensError(f"budget_tokens must be at least 1, got {self.budget_tokens}")
         if not all(0 <= b < 1 for b in self.betas):
             raise PrototokensError(f"betas must lie in [0, 1), got {self.betas}")
 
@@ -96,6 +101,15 @@ class Recipe:
             return self.lr
         progress = min(1.0, (step - self.warmup) / max(1, self.max_steps - self.warmup))
         return self.lr * (self.lr_floor + (1 - self.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def at_length(self, n_tokens: int) -> "Recipe":
+        """The recipe a text of ``n_tokens`` runs: with ``budget_tokens``, a longer text's
+        max_steps and patience scaled by n_tokens / budget_tokens (the warm-up stays as it is)."""
+        if self.budget_tokens is None or n_tokens <= self.budget_tokens:
+            return self
+        scale = n_tokens / self.budget_tokens
+        return replace(self, max_steps=round(self.max_steps * scale),
+                       patience=None if self.patience is None else round(self.patience * scale))
 
     def for_model(self, lm) -> "Recipe":
         """This recipe with its lr absolute for the FrozenLM ``lm``."""
@@ -135,6 +149,13 @@ def label(recipe: dict) -> str:
     return f"{recipe['name']} v{recipe['version']}" if "version" in recipe else recipe["name"]
 
 
+def steps(recipe: dict) -> str:
+    """A recorded recipe's budget a seed, as reports print it: ``1000 steps``, or for one that
+    scales with the length ``1000 steps to 32 tokens, scaled beyond``."""
+    scaled = recipe.get("budget_tokens")
+    return f"{recipe['max_steps']} steps" + (f" to {scaled} tokens, scaled beyond" if scaled else "")
+
+
 def same_recipe(a: dict, b: dict) -> bool:
     """Whether two recorded recipes are one: a field a record lacks (written before the field
     existed) counts as its default, and the version counts only when both records name one."""
@@ -159,9 +180,11 @@ RECIPES = {
     # unselected 32-token texts: the same median steps, 25 % fewer in all, bench/RESULTS.md);
     # v5: lr 0.22 embedding stds (3e-2 on SmolLM2, 0.23 on Gemma-3, which v4 gave 3e-2 too);
     # v6: AdamW in the eigenbasis of each vector's gradient covariance (eigen-adamw; on two sets
-    # of 8 unselected 32-token texts, 8 of 8 solved and 0.56-0.64x v4's median steps, bench/RESULTS.md)
-    "fast": Recipe("fast", version=6, optimizer="eigen-adamw", lr=0.22, relative_lr=True, betas=(0.9, 0.99),
-                   weight_decay=0.01, max_steps=1000,
+    # of 8 unselected 32-token texts, 8 of 8 solved and 0.56-0.64x v4's median steps, bench/RESULTS.md);
+    # v7: 1000 steps and patience 200 up to 32 tokens, scaled with the length beyond (at 64 tokens
+    # v6 solved 3 of 6 texts, 2000 steps and patience 400 solved all 6: bench/RESULTS.md)
+    "fast": Recipe("fast", version=7, optimizer="eigen-adamw", lr=0.22, relative_lr=True, betas=(0.9, 0.99),
+                   weight_decay=0.01, max_steps=1000, budget_tokens=32,
                    init="start", schedule="cosine", first_weight=4.0, patience=200, dtype="auto",
                    check_dtypes=("float32", "bfloat16"), margin=0.3, polish=True),
     # FusionBrainLab/progressive_cramming's settings for its paper runs (README, "Reproducing the
@@ -173,9 +196,11 @@ RECIPES = {
 DEFAULT_RECIPE = "fast"
 # what each earlier version of a preset set otherwise, so that NAME@VERSION (fast@3) rebuilds it:
 # a run started under an old version resumes with it after the preset has moved on
-ADAMW = {"optimizer": "adamw"}
+FIXED = {"budget_tokens": None}
+ADAMW = FIXED | {"optimizer": "adamw"}
 ABSOLUTE = ADAMW | {"lr": 3e-2, "relative_lr": False}
 EARLIER = {"fast": {
+    6: FIXED,
     5: ADAMW,
     4: ABSOLUTE,
     3: ABSOLUTE | {"polish": False},

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..layout import LAYOUTS
 from ..metrics import mean_std
 from ..model import FrozenLM
-from ..recipe import label
+from ..recipe import label, steps
 from ..records import RunFolder
 from . import capacity
 from .common import SampledConfig, names, option, sample, save_config, write_markdown
@@ -81,6 +81,6 @@ def report(folder) -> list[Path]:
     runs = {name: runs[name] for name in LAYOUTS if name in runs}
     s = next(iter(runs.values()))["settings"]
     body = (f"# Arrangements (Table 1)\n\n{s['model']}, {len(s['texts'])} texts from {s['source']}, recipe "
-            f"{label(s['recipe'])} ({s['recipe']['max_steps']} steps), best of {s['seeds']} seed(s); "
+            f"{label(s['recipe'])} ({steps(s['recipe'])}), best of {s['seeds']} seed(s); "
             "token accuracy, mean ± std over texts.\n\n" + table({k: r["records"] for k, r in runs.items()}))
     return [write_markdown(folder, NAME, body)]

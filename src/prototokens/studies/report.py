@@ -21,6 +21,7 @@ from ..errors import PrototokensError
 from ..metrics import mean_std
 from ..progressive import standing
 from ..recipe import label as recipe_label
+from ..recipe import steps as recipe_steps
 from ..records import read_records
 from .common import THRESHOLD
 
@@ -78,7 +79,7 @@ def label(settings: dict) -> str:
 
 def budget(settings: dict) -> str:
     """The recipe, steps and seeds a run used, as a plot names them."""
-    return f"{recipe_label(settings['recipe'])}, {settings['recipe']['max_steps']} steps, {settings['seeds']} seed(s)"
+    return f"{recipe_label(settings['recipe'])}, {recipe_steps(settings['recipe'])}, {settings['seeds']} seed(s)"
 
 
 def _method(settings: dict) -> tuple[str, str]:
@@ -128,7 +129,7 @@ def table(runs: list[dict], climbs: dict[Path, list[dict]]) -> str:
         under_way = sum(len(texts) for path, texts in climbs.items() if path.parent == run["folder"])  # not yet recorded
         lines.append(f"| {s['source']} | {method} | {m} | {len(caps)} | {_mean_std([c['capacity'] for c in caps])} | "
                      f"{_mean_std([c['h_lm_nats'] for c in caps])} | {climbing(s, caps) + under_way} | {s['model']} | "
-                     f"{recipe_label(s['recipe'])} ({s['recipe']['max_steps']} steps) | {s['seeds']} | "
+                     f"{recipe_label(s['recipe'])} ({recipe_steps(s['recipe'])}) | {s['seeds']} | "
                      + " | ".join(published(s)) + " |")
     return "\n".join(lines) + "\n\n" + PUBLISHED_NOTE
 

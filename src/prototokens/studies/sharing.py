@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..model import FrozenLM
-from ..recipe import label
+from ..recipe import label, steps
 from ..records import RunFolder
 from .common import THRESHOLD, SampledConfig, Text, names, option, read_config, sample, save_config, unit, write_markdown
 from .report import load_runs
@@ -121,7 +121,7 @@ def report(folder) -> list[Path]:
         folders |= {(v, r["settings"]["group_size"]): r["records"] for v in ([shared] if shared else vectors)}
     s = runs[0]["settings"]
     body = (f"# Sharing one vector (Table 2)\n\n{s['model']}, {len(s['texts'])} texts from {s['source']}, "
-            f"N={s['length']}, {s['seeds']} seeds, recipe {label(s['recipe'])} ({s['recipe']['max_steps']} steps).\n\n"
+            f"N={s['length']}, {s['seeds']} seeds, recipe {label(s['recipe'])} ({steps(s['recipe'])}).\n\n"
             + table(folders, len(s["texts"]) * s["seeds"]))
     return [write_markdown(folder, NAME, body)]
 
