@@ -397,3 +397,14 @@ def test_polish_trains_an_exact_text_through_its_other_check_dtypes_until_all_wr
     calls.clear()
     optimize(lm, target, recipe=recipe.with_overrides(polish=False), progress=False)
     assert not any(dtype == torch.float32 and grad for dtype, grad, _ in calls)
+
+
+def test_a_bf16_twin_is_the_model_a_bf16_load_gives_rope_frequencies_included(tiny_path):
+    from prototokens import load_model
+
+    twin, loaded = load_model(tiny_path, device="cpu").in_dtype("bfloat16"), load_model(tiny_path, device="cpu", dtype="bfloat16")
+    buffers = dict(loaded.model.named_buffers())
+    assert buffers and all(torch.equal(b, buffers[n]) and b.dtype == buffers[n].dtype for n, b in twin.model.named_buffers())
+    assert all(torch.equal(p, q) for p, q in zip(twin.model.parameters(), loaded.model.parameters()))
+    z = torch.randn(2, 40, twin.d_model, generator=torch.Generator().manual_seed(0)) * twin.embedding_std
+    assert torch.equal(twin.logits(z.bfloat16()), loaded.logits(z.bfloat16()))  # one computation, on one machine

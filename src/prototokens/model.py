@@ -75,7 +75,10 @@ class FrozenLM:
     def in_dtype(self, dtype: "str | torch.dtype") -> "FrozenLM":
         """This model with its weights cast to ``dtype`` (itself if they already are; "auto":
         bfloat16 where :func:`native_bf16`, else float32); the copy is made once and kept, so a
-        bf16 compute path and an fp32 check share one load."""
+        bf16 compute path and an fp32 check share one load. Only the parameters are cast: the
+        buffers (RoPE's inverse frequencies) stay float32, as in a model loaded in ``dtype``,
+        which decodes a file there (``model.to(bfloat16)`` would round RoPE's frequencies to
+        bf16 and so read another model)."""
         if dtype == "auto":
             dtype = torch.bfloat16 if native_bf16(self.device) else torch.float32
         dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
@@ -83,7 +86,10 @@ class FrozenLM:
             return self
         twins = self.__dict__.setdefault("_twins", {self.dtype: self})  # shared by all the copies
         if dtype not in twins:
-            twin = FrozenLM(copy.deepcopy(self.model).to(dtype), self.tokenizer, self.name)
+            model = copy.deepcopy(self.model)
+            for parameter in model.parameters():
+                parameter.data = parameter.data.to(dtype)
+            twin = FrozenLM(model, self.tokenizer, self.name)
             twin._twins = twins
             twins[dtype] = twin
         return twins[dtype]
