@@ -130,7 +130,8 @@ def main():
             record = pt.load(path).texts[0]
             check = decodes(models, path)
             row = {"recipe": recipe, "text": label, "n_tokens": record.n_tokens, "status": record.status,
-                   "accuracy": record.accuracy, "steps": record.total_steps, "wall_s": wall, "fp32_step_s": step, "fp32_steps": wall / step,
+                   "accuracy": record.accuracy, "steps": record.total_steps, "seed": record.seed, "seed_steps": record.steps,
+                   "wall_s": wall, "fp32_step_s": step, "fp32_steps": wall / step,
                    "decodes": {d: c["exact"][0] for d, c in check.items()},
                    "margin": {d: c["margin"][0] for d, c in check.items()}}
             rows.append(row)
