@@ -78,7 +78,7 @@ if [[ $what == all || $what == capacity ]]; then
     --max-length 181 -q -o results/capacity/random-progressive-onestep
   $pt capacity --source books:austen --recipe fast@5 --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
     --max-length 181 -q -o results/capacity/books-austen-progressive-onestep
-  # one m shared by the 3 texts under today's `fast` (v6: eigen-adamw) where the rows above ran fast@2 (AdamW)
+  # one m shared by the 3 texts under `fast` v6 (eigen-adamw) where the rows above ran fast@2 (AdamW)
   $pt capacity --source books --shared-m --recipe fast@6 --seeds 3 "${common[@]}" -o results/capacity/books-shared-v6
   $pt report results/capacity
 fi
