@@ -83,6 +83,8 @@ def optimize(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrangeme
     best = _Best(lm, len(targets), layout.vectors, shared, trajectory, lm.in_dtype(recipe.dtype).dtype_name)
     todo = list(range(len(targets)))
     for round_ in range(restarts):
+        if not todo:
+            break
         for budget, rows in _by_budget(recipe, targets, todo, shared).items():
             begin = {n: v[rows if v.shape[0] > 1 else [0]] for n, v in start.items()} if start and not round_ else None
             _run(lm, targets, rows, layout, budget, seed + round_, shared, best, progress, begin)
@@ -93,7 +95,7 @@ def optimize(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrangeme
 def _by_budget(recipe: Recipe, targets: list[list[int]], todo: list[int], shared: str | None) -> dict[Recipe, list[int]]:
     """The texts ``todo`` by the recipe each runs at its length (all at the longest when shared)."""
     if shared:
-        return {recipe.at_length(max(len(targets[i]) for i in todo)): todo} if todo else {}
+        return {recipe.at_length(max(len(targets[i]) for i in todo)): todo}
     groups: dict[Recipe, list[int]] = {}
     for i in todo:
         groups.setdefault(recipe.at_length(len(targets[i])), []).append(i)
