@@ -20,7 +20,7 @@ from prototokens.proto import ProtoTokens
 
 def leads(lm, layout, e, m, target: list[int]) -> torch.Tensor:
     """Each target's logit lead over the best other token, one pass of this text alone."""
-    z = layout.build(e[None], m[None], [len(target)]).to(lm.device)
+    z = layout.build(e[None], m[None], [len(target)], lm).to(lm.device)
     with torch.no_grad():
         logits = lm.logits(z)[0, layout.outputs(len(target))].float()
     t = torch.tensor(target)[:, None]

@@ -27,7 +27,7 @@ def decode_ids(lm: FrozenLM, protos: "ProtoTokens | list[ProtoTokens]", batch_si
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start: start + batch_size]
-        zs = [layout.build(e[None], m[None], [n])[0] for layout, e, m, n in chunk]
+        zs = [layout.build(e[None], m[None], [n], lm)[0] for layout, e, m, n in chunk]
         z = torch.nn.utils.rnn.pad_sequence(zs, batch_first=True).to(lm.device)
         predicted = lm.logits(z).argmax(-1).cpu()
         out += [predicted[k, layout.outputs(n)].tolist() for k, (layout, _, _, n) in enumerate(chunk)]

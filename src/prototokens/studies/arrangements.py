@@ -27,7 +27,7 @@ SHARDED = True  # under torchrun the ranks share its units (see common.py)
 class Config(SampledConfig):
     texts: int = option(4, "how many texts", positive=True)
     max_length: int = option(16, "lengths 1, 2, 4, ... up to this", positive=True)
-    layouts: list[str] = option(list(LAYOUTS), "the layouts to compare")
+    layouts: list[str] = option([n for n, layout in LAYOUTS.items() if not layout.fixed_start], "the layouts to compare")
     seeds: int = option(1, "seeds per length", positive=True)
 
     def __post_init__(self):
