@@ -82,7 +82,8 @@ def main():
         with torch.no_grad():
             hidden = torch.stack(lm.model(inputs_embeds=layout.inputs(vectors, [target], lm), output_hidden_states=True).hidden_states)[:, 0]
         norms = hidden.norm(dim=-1).amax(0)  # per slot, its largest norm over the layers
-        size = {"e_slot": round(float(norms[e_slot]), 1), "others_median": round(float(norms[torch.arange(len(norms)) != e_slot].median()), 1)}
+        size = {"e_slot": round(float(norms[e_slot]), 1), "others_median": round(float(norms[torch.arange(len(norms)) != e_slot].median()), 1),
+                "first_three_slots": [round(float(x), 1) for x in norms[:3]]}
         rows.append({"text": i, "n_tokens": len(target), "largest_residual_norm": size, "passes": {
             name: {"smallest_lead": round(float(x.min()), 3), "misread": int((x <= 0).sum()), "leads": [round(v, 3) for v in x.tolist()]}
             for name, x in found.items()}})
@@ -94,7 +95,8 @@ def main():
         rows[-1]["everything_rounded_against_bf16"] = agree
         print(f"  leads move from fp32's by a mean {agree['bf16_load_mean_shift']} in a bf16 load and {agree['everything_rounded_mean_shift']} "
               f"with everything rounded; the two passes' leads correlate {agree['correlation_of_their_leads']}")
-        print(f"  the residual stream's largest norm: {size['e_slot']} at e's slot, a median {size['others_median']} at the others")
+        print(f"  the residual stream's largest norm: {size['e_slot']} at e's slot, a median {size['others_median']} at the others; "
+              f"slots 0-2: {size['first_three_slots']}")
         for name, x in found.items():
             print(f"  {name:60s} {float(x.min()):7.2f} {int((x <= 0).sum()):3d}")
     out = Path(args.out or f"bench/results/bf16-rounding-{Path(args.proto).name.split('.')[0]}.json")
