@@ -11,7 +11,8 @@ encode (median of 5 after a warm-up). Each file is then decoded in float32 and i
 samples other passages of the sources (0 gave the texts every earlier run used).
 `--throughput` also encodes all the texts in one CLI call per batch size (`--jsonl`,
 `--batch-size B`) and reports texts per hour. A recipe may carry CLI options after a colon,
-e.g. `paper:--layout em --steps 2000`. The JSON is written after every row; run the same command
+e.g. `paper:--layout em --steps 2000`. After every row the JSON is written and the text's proto file
+copied beside it; run the same command
 again after a stop and it keeps the rows it finds there and measures only the rest.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,6 +130,7 @@ def main():
             if done.returncode not in (0, 1):
                 raise SystemExit(f"encode failed: {done.stderr.strip()}")
             record = pt.load(path).texts[0]
+            shutil.copy(path, args.out / path.name)  # kept beside the JSON, to decode and verify later
             check = decodes(models, path)
             row = {"recipe": recipe, "text": label, "n_tokens": record.n_tokens, "status": record.status,
                    "accuracy": record.accuracy, "steps": record.total_steps, "seed": record.seed, "seed_steps": record.steps,
