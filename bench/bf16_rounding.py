@@ -17,20 +17,12 @@ import torch
 from torch import nn
 
 import prototokens as pt
+from portable import leads
 from prototokens.layout import E, get_layout
 from prototokens.proto import ProtoTokens
 
 
-def leads(lm, layout, vectors, target: list[int]) -> torch.Tensor:
-    """Each target's logit lead over the best other token, one pass of this text alone."""
-    z = layout.inputs(vectors, [target], lm)
-    with torch.no_grad():
-        logits = lm.logits(z)[0, layout.outputs(len(target))].float()
-    t = torch.tensor(target)[:, None]
-    return logits.gather(-1, t)[:, 0] - logits.scatter(-1, t, -torch.inf).max(-1).values
-
-
-def rounded_leads(lm, layout, vectors, target, modules, slots: slice = slice(None)) -> torch.Tensor:
+def rounded_leads(lm, layout, e, m, target, modules, slots: slice = slice(None)) -> torch.Tensor:
     """``leads`` of an fp32 pass whose ``modules`` round their outputs (the first, if a tuple) to
     bf16 at the input ``slots``."""
     def to_bf16(module, inputs, out):
@@ -41,7 +33,7 @@ def rounded_leads(lm, layout, vectors, target, modules, slots: slice = slice(Non
 
     hooks = [mod.register_forward_hook(to_bf16) for mod in modules]
     try:
-        return leads(lm, layout, vectors, target)
+        return leads(lm, layout, e, m, target)
     finally:
         for h in hooks:
             h.remove()
@@ -71,16 +63,16 @@ def main():
     rows = []
     for i, text in enumerate(proto.texts):
         e, m = proto.vectors(i)
-        vectors, target = {"e": e[None], "m": m[None]}, text.target_ids
-        found = {"float32": leads(lm, layout, vectors, target), "bfloat16 load": leads(lm.in_dtype("bfloat16"), layout, vectors, target)}
-        found |= {f"float32, {name} rounded to bf16": rounded_leads(lm, layout, vectors, target, mods) for name, mods in sites(lm).items()}
+        target = text.target_ids
+        found = {"float32": leads(lm, layout, e, m, target), "bfloat16 load": leads(lm.in_dtype("bfloat16"), layout, e, m, target)}
+        found |= {f"float32, {name} rounded to bf16": rounded_leads(lm, layout, e, m, target, mods) for name, mods in sites(lm).items()}
         layers, e_slot = list(lm.model.model.layers), layout.slots(len(target)).index(E)
         for name, slots in ((f"slot {e_slot} (e)", slice(e_slot, e_slot + 1)), ("every slot before e's", slice(0, e_slot)),
                             ("every slot after e's", slice(e_slot + 1, None))):
             if slots.start != slots.stop:
-                found[f"float32, the residual stream at {name} rounded to bf16"] = rounded_leads(lm, layout, vectors, target, layers, slots)
+                found[f"float32, the residual stream at {name} rounded to bf16"] = rounded_leads(lm, layout, e, m, target, layers, slots)
         with torch.no_grad():
-            hidden = torch.stack(lm.model(inputs_embeds=layout.inputs(vectors, [target], lm), output_hidden_states=True).hidden_states)[:, 0]
+            hidden = torch.stack(lm.model(inputs_embeds=layout.build(e[None], m[None], [len(target)], lm), output_hidden_states=True).hidden_states)[:, 0]
         norms = hidden.norm(dim=-1).amax(0)  # per slot, its largest norm over the layers
         size = {"e_slot": round(float(norms[e_slot]), 1), "others_median": round(float(norms[torch.arange(len(norms)) != e_slot].median()), 1),
                 "first_three_slots": [round(float(x), 1) for x in norms[:3]]}
