@@ -21,20 +21,21 @@ SCREENS = Path(__file__).parent / "results" / "recipes"
 
 
 def seeds(n: int) -> list[dict]:
-    """Every recorded seed at length ``n``: its accuracy by step and whether it solved its text
-    (only a text's last seed can have; a row's seed count is its restarts or fewer)."""
+    """Every recorded start at length ``n`` (a seed, or one of a seed's raced starts): its
+    accuracy by step and whether it solved its text (the row's kept seed and start)."""
     found = []
     for path in sorted(SCREENS.glob("*.json")):
         screen = json.loads(path.read_text())
         if screen["n"] != n:
             continue
         for row in screen["rows"]:
-            by_seed: dict[int, dict[int, float]] = {}
-            for seed, step, accuracy in row.get("accuracy_every_10", []):
-                by_seed.setdefault(seed, {})[step] = accuracy
-            for seed, curve in by_seed.items():
+            by_start: dict[tuple, dict[int, float]] = {}
+            for *start, step, accuracy in row.get("accuracy_every_10", []):  # [seed, step, acc] or [seed, start, step, acc]
+                by_start.setdefault(tuple(start), {})[step] = accuracy
+            kept = (row["seed"], row.get("start", 0))
+            for start, curve in by_start.items():
                 found.append({"screen": path.stem, "curve": curve, "steps": max(curve),
-                              "solved": seed == max(by_seed) and row["status"] == "solved"})
+                              "solved": row["status"] == "solved" and start == kept[:len(start)]})
     return found
 
 

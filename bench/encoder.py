@@ -99,7 +99,7 @@ def measure(lm, enc, target, recipe, restarts) -> dict:
         zero = float(evaluate(lm, get_layout(enc.meta["layout"]), guess, [target]).accuracy[0])
     fit = pt.optimize(lm, [target], recipe=recipe, restarts=restarts, start=guess, trajectory=enc is None, progress=False)
     o = fit.outcomes[0]
-    trajectory = [acc for _, _, _, acc in fit.trajectory[0]] if enc is None else []
+    trajectory = [t.accuracy for t in fit.trajectory[0]] if enc is None else []
     return {"zero_shot": zero if guess is not None else trajectory[0], "predict_seconds": predict_seconds,
             "solved": o.solved, "steps": o.total_steps, "seconds": predict_seconds + (o.elapsed if o.solved else fit.seconds),
             "step_seconds": fit.seconds / max(1, len(trajectory)) if enc is None else None, "trajectory": trajectory}

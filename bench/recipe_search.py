@@ -54,7 +54,7 @@ def main():
                 s = evaluate(lm.in_dtype(dtype), layout, {k: v[j:j + 1] for k, v in fit.vectors.items()}, [ids])
             decode[dtype] = {"accuracy": float(s.accuracy[0]), "margin": float(s.margin[0])}
         rows.append({"text": label, "n": len(ids), **o.to_dict(), "decode": decode,
-                     "accuracy_every_10": [[sd, st, round(a, 4)] for sd, st, _, a in fit.trajectory[j] if st % 10 == 0]})
+                     "accuracy_every_10": [[t.seed, t.start, t.step, round(t.accuracy, 4)] for t in fit.trajectory[j] if t.step % 10 == 0]})
         print(f"{label}: {o.status} acc {o.accuracy:.3f} margin {o.margin:.2f} steps {o.steps} total {o.total_steps} "
               f"| fp32 {decode['float32']['accuracy']:.3f} bf16 {decode['bfloat16']['accuracy']:.3f}", flush=True)
     costs = sorted(r["total_steps"] if r["status"] == "solved" else float("inf") for r in rows)

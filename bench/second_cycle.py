@@ -56,7 +56,7 @@ def main():
 
 
 def every_10(fit, j: int) -> list:
-    return [[st, round(a, 4)] for _, st, _, a in fit.trajectory[j] if st % 10 == 0]
+    return [[t.step, round(t.accuracy, 4)] for t in fit.trajectory[j] if t.step % 10 == 0]
 
 
 if __name__ == "__main__":

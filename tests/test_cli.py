@@ -102,7 +102,8 @@ def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tin
 
 @pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@9"], ["--steps", "-1"],
                                     ["--steps", "1.5"], ["--init", "zeros"], ["--patience", "0"], ["--patience", "never"],
-                                    ["--check-dtypes", "float32,float8"], ["--budget-tokens", "0"]])
+                                    ["--check-dtypes", "float32,float8"], ["--budget-tokens", "0"],
+                                    ["--starts", "0"], ["--race-steps", "x"]])
 def test_unknown_option_values_are_refused_by_the_parser(capsys, option):
     with pytest.raises(SystemExit) as exit_:
         main(["encode", "abc", *option])
@@ -116,6 +117,16 @@ def test_trajectory_file_has_a_line_per_step(capsys, tiny_path, tmp_path):
     steps = [json.loads(line) for line in trajectory.read_text().splitlines()]
     assert code == 0 and steps[0]["step"] == 0 and {"loss", "accuracy", "seed", "text"} <= set(steps[0])
     assert steps[-1]["accuracy"] == 1.0
+
+
+def test_raced_starts_are_traced_and_recorded(capsys, tiny_path, tmp_path):
+    out, trajectory = tmp_path / "t.proto.safetensors", tmp_path / "steps.jsonl"
+    code, stdout, _ = run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, "--trajectory", trajectory,
+                          *FAST, "--starts", "3", "--race-steps", "5")
+    steps = [json.loads(line) for line in trajectory.read_text().splitlines()]
+    assert code == 0 and {s["start"] for s in steps if s["step"] <= 5} == {0, 1, 2}
+    (kept,) = load(out).texts
+    assert kept.solved and kept.start in (0, 1, 2) and {s["start"] for s in steps if s["step"] > 5} <= {kept.start}
 
 
 def test_an_unwritable_output_is_refused_before_the_model_loads(capsys, tmp_path):

@@ -9,7 +9,7 @@ import torch
 from prototokens import FrozenLM, PrototokensError, Recipe, decode_ids, encode_ids, get_recipe, optimize
 from prototokens.layout import LAYOUTS
 from prototokens.optimizers import OPTIMIZERS
-from prototokens.recipe import label, same_recipe
+from prototokens.recipe import OFF, label, same_recipe
 
 RECIPE = get_recipe("fast").with_overrides(lr=0.05, relative_lr=False, max_steps=400, init="embedding-std", first_weight=1.0,
                                           dtype="float32", check_dtypes=(), margin=0.0)
@@ -49,7 +49,7 @@ def test_batched_equals_one_at_a_time_with_unequal_lengths(tiny, optimizer):
     for i, target in enumerate(targets):
         alone = encode_ids(tiny, [target], **options)
         assert alone.texts[0].status == together.texts[i].status
-        early = [[loss for _, _, loss, _ in trajectory[:20]] for trajectory in (alone.trajectory[0], together.trajectory[i])]
+        early = [[t.loss for t in trajectory[:20]] for trajectory in (alone.trajectory[0], together.trajectory[i])]
         torch.testing.assert_close(torch.tensor(early[0]), torch.tensor(early[1]), rtol=1e-4, atol=1e-5)
         assert decode_ids(tiny, alone) == decode_ids(tiny, together)[i: i + 1] == [target]
 
@@ -102,6 +102,40 @@ def test_a_longer_text_gets_steps_and_patience_scaled_with_its_length(tiny):
     assert [o.total_steps for o in shared.outcomes] == [12, 12]  # a shared m runs at its longest text
     with pytest.raises(PrototokensError, match="budget_tokens must be at least 1"):
         RECIPE.with_overrides(budget_tokens=0)
+
+
+def test_raced_starts_keep_only_the_most_advanced_after_the_race(tiny):
+    target = ids(tiny, "Of Man's first disobedience, and the fruit of that forbidden tree.")
+    never = RECIPE.with_overrides(max_steps=30, margin=1e9, patience=OFF)  # never solved
+    race = optimize(tiny, [target], recipe=never.with_overrides(starts=3, race_steps=10), progress=False, trajectory=True)
+    steps = race.trajectory[0]
+    assert {(t.seed, t.start) for t in steps if t.step <= 10} == {(0, 0), (0, 1), (0, 2)}
+    (winner,) = {t.start for t in steps if t.step > 10}
+    assert race.outcomes[0].total_steps == 3 * 10 + 20  # three starts to step 10, one after
+    at_race = {j: (max(t.accuracy for t in steps if t.start == j and t.step <= 10),
+                   -next(t.loss for t in steps if t.start == j and t.step == 10)) for j in range(3)}
+    assert at_race[winner] == max(at_race.values())
+    # start 0 is the seed's own start: its steps are those of the seed run alone
+    alone = optimize(tiny, [target], recipe=never, progress=False, trajectory=True).trajectory[0]
+    torch.testing.assert_close(torch.tensor([t.loss for t in steps if t.start == 0][:11]),
+                               torch.tensor([t.loss for t in alone[:11]]), rtol=1e-4, atol=1e-5)
+
+
+def test_a_start_that_solves_ends_its_texts_race(tiny):
+    short, long = ids(tiny, "Alice was"), ids(tiny, "Of Man's first disobedience, and the fruit of that")
+    recipe = RECIPE.with_overrides(max_steps=200, starts=2, race_steps=150)
+    fit = optimize(tiny, [short, long], recipe=recipe, progress=False, trajectory=True)
+    assert fit.outcomes[0].solved and fit.outcomes[0].steps < 150
+    assert fit.outcomes[0].total_steps == 2 * fit.outcomes[0].steps  # both starts stopped at the solve
+    assert {t.start for t in fit.trajectory[1] if t.step == fit.outcomes[0].steps} == {0, 1}  # the other text races on
+    assert decode_ids(tiny, encode_ids(tiny, [short], recipe=recipe, progress=False)) == [short]
+
+
+def test_race_steps_scale_with_the_length_and_bad_starts_are_refused():
+    recipe = RECIPE.with_overrides(starts=2, race_steps=100, budget_tokens=32)
+    assert (recipe.at_length(32).race_steps, recipe.at_length(64).race_steps) == (100, 200)
+    with pytest.raises(PrototokensError, match="starts and race_steps must be at least 1"):
+        RECIPE.with_overrides(starts=0)
 
 
 class PoisonedAfter(FrozenLM):

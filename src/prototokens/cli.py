@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
                        "written: FOCUS x (1 - its accuracy)")
         q.add_argument("--patience", type=_count_or_off, help="give a seed up after this many steps without progress; off: "
                        "never (the paper's fixed budget)")
+        q.add_argument("--starts", type=_positive_int, help="starts raced per text and seed, one batch row each; after "
+                       "--race-steps only the most advanced goes on (default: the recipe's; fast: 1)")
+        q.add_argument("--race-steps", type=_positive_int, help="steps the starts race for, for a text of up to --budget-tokens "
+                       "tokens (default: the recipe's; fast: 100)")
         q.add_argument("--init", type=_init, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start "
                        "token; encoder:PATH (encode only): the output of a trained encoder (its folder or file)")
         q.add_argument("--seed", type=int, default=0)
@@ -286,7 +290,7 @@ def _overrides(args) -> dict:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
                 patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
-                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens)
+                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts, race_steps=args.race_steps)
 
 
 def _encode_options(args) -> dict:
@@ -351,11 +355,11 @@ def _encode(args):
     if args.trajectory:
         with args.trajectory.open("w") as f:
             for i, steps in enumerate(proto.trajectory):
-                for seed, step, loss, acc in steps:
-                    f.write(json.dumps({"text": i, "seed": seed, "step": step, "loss": loss, "accuracy": acc}) + "\n")
+                for step in steps:
+                    f.write(json.dumps({"text": i, **step._asdict()}) + "\n")
     for i, t in enumerate(proto.texts):
         print(f"text {i}: {t.n_tokens} tokens, accuracy {t.accuracy:.3f}, {t.status}, "
-              f"{t.steps} steps (seed {t.seed}; {t.total_steps} in all)")
+              f"{t.steps} steps (seed {t.seed}{f' start {t.start}' if t.start else ''}; {t.total_steps} in all)")
     print(f"wrote {args.output}")
     return 0 if all(t.status == "solved" for t in proto.texts) else 1
 

@@ -8,6 +8,8 @@ state (highest accuracy, then lowest loss) is what is kept. Stopped groups leave
 pass, so they cost nothing. Each text's loss is its mean cross-entropy and the batch loss is
 their sum, so a text's gradient does not depend on what else is in the batch: batched equals
 one at a time. A group that fails is restarted from the next seed, up to ``restarts`` times.
+With ``Recipe.starts`` above 1, each seed races that many starts of every text side by side
+(one batch row each) and keeps only the most advanced after ``race_steps``.
 
 The loop here keeps only the bookkeeping (active rows, groups, best state); the update is the
 optimiser the recipe names (optimizers.py), and which output predicts which target is the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +38,16 @@ IGNORE = -100
 RECHECK = 10  # steps between two checks of a group that is exact in the compute dtype but not in another
 
 
+class Step(NamedTuple):
+    """One step of one start of a text, as :func:`optimize` traces it."""
+
+    seed: int
+    start: int  # which of the seed's raced starts (0 unless Recipe.starts > 1)
+    step: int
+    loss: float
+    accuracy: float
+
+
 @dataclass
 class Fit:
     """Result of :func:`optimize`: per vector name, one row per text (or one row if shared),
@@ -43,8 +56,8 @@ class Fit:
     vectors: dict[str, torch.Tensor]
     outcomes: list[Outcome]
     seconds: float
-    # per text, (seed, step, loss, accuracy) of every step, when asked for
-    trajectory: list[list[tuple[int, int, float, float]]] = field(default_factory=list)
+    # per text, every step of every start it ran (when asked for)
+    trajectory: list[list[Step]] = field(default_factory=list)
 
     @property
     def e(self) -> torch.Tensor:
@@ -132,7 +145,7 @@ class _Best:
     def all_solved(self):
         return all(o.solved for o in self.outcomes)
 
-    def offer(self, rows, vectors, loss, acc, margin, steps, seed, solved):
+    def offer(self, rows, vectors, loss, acc, margin, steps, seed, solved, start=0):
         """Keep the state of ``rows`` (one group) if it beats the best so far: a solved state
         beats any unsolved one (an exact state whose dtype check was not yet due may have the
         lower loss), then higher accuracy, then lower loss."""
@@ -143,7 +156,7 @@ class _Best:
         elapsed = time.perf_counter() - self.started
         for k, r in enumerate(rows):
             self.outcomes[r] = Outcome(acc[k], loss[k], margin[k], steps, self.outcomes[r].total_steps, seed,
-                                       SOLVED if solved else UNSOLVED, elapsed, self.dtype)
+                                       SOLVED if solved else UNSOLVED, elapsed, self.dtype, start)
         for name, new in vectors.items():
             if self.shared == name:
                 self.vectors[name][0] = new[0].detach().cpu()
@@ -154,25 +167,36 @@ class _Best:
         return Fit(self.vectors, self.outcomes, time.perf_counter() - self.started, self.trajectory)
 
 
-def initial_vectors(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict) -> dict[str, torch.Tensor]:
-    """The same start for every text of a seed, so a text's run does not depend on its batch."""
+def initial_vectors(lm: FrozenLM, recipe: Recipe, seed: int, shapes: dict, rows: dict, starts: int = 1) -> dict[str, torch.Tensor]:
+    """The same start for every text of a seed, so a text's run does not depend on its batch:
+    ``rows[name]`` rows per vector, or with ``starts`` above 1 that many rows per text, its
+    starts in turn (start j is the seed's (j + 1)-th draw, so start 0 is the seed's start)."""
     g = torch.Generator().manual_seed(seed)
-    if recipe.init == "uniform-0.02":
-        start = {name: torch.rand(*shape, lm.d_model, generator=g) * 0.02 for name, shape in shapes.items()}
-    else:
-        scale = 1.0 if recipe.init == "normal" else lm.embedding_std
-        start = {name: torch.randn(*shape, lm.d_model, generator=g) * scale for name, shape in shapes.items()}
-    if recipe.init == "start" and "e" in start:
-        start["e"] = lm.start_embedding()
-    return {name: v.expand(rows[name], *v.shape).clone().to(lm.device).requires_grad_() for name, v in start.items()}
+    drawn = []
+    for _ in range(starts):
+        if recipe.init == "uniform-0.02":
+            start = {name: torch.rand(*shape, lm.d_model, generator=g) * 0.02 for name, shape in shapes.items()}
+        else:
+            scale = 1.0 if recipe.init == "normal" else lm.embedding_std
+            start = {name: torch.randn(*shape, lm.d_model, generator=g) * scale for name, shape in shapes.items()}
+        if recipe.init == "start" and "e" in start:
+            start["e"] = lm.start_embedding()
+        drawn.append(start)
+    return {name: torch.stack([d[name] for d in drawn]).repeat(rows[name], *[1] * (len(shape) + 1)).to(lm.device).requires_grad_()
+            for name, shape in shapes.items()}
 
 
 def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=None):
     """One seed on ``rows``: the recipe's optimiser on their vectors (from ``begin`` if given)
-    until each group stops."""
-    # the trainable vectors: one row per text, or one row for a shared vector
+    until each group stops. With ``recipe.starts`` above 1 (and nothing shared or begun from),
+    each text runs that many starts, one batch row each, until ``recipe.race_steps``, when all
+    but its most advanced stop; a text's solve stops all its starts."""
+    starts = 1 if shared or begin is not None else recipe.starts
+    text_of = [r for r in rows for _ in range(starts)]  # per batch row, its text and its start
+    start_of = [j for _ in rows for j in range(starts)]
+    # the trainable vectors: one row per start of a text, or one row for a shared vector
     if begin is None:
-        params = initial_vectors(lm, recipe, seed, layout.vectors, {n: 1 if n == shared else len(rows) for n in layout.vectors})
+        params = initial_vectors(lm, recipe, seed, layout.vectors, {n: 1 if n == shared else len(rows) for n in layout.vectors}, starts)
     else:
         params = {n: v.detach().float().clone().to(lm.device).requires_grad_() for n, v in begin.items()}
     optimizer = build_optimizer(list(params.values()), recipe, lm)
@@ -181,7 +205,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     polish = polish_models(recipe, compute, checks)
     polishing = set()  # groups (by first member) exact in the compute dtype at least once
     next_check = {}  # group -> first step at which its decode is checked again after a miss
-    active = list(range(len(rows)))  # positions in ``rows``
+    active = list(range(len(text_of)))  # batch rows
     groups = [active] if shared else [[a] for a in active]
     record = {g[0]: ((-1.0, -math.inf), 0) for g in groups}  # group -> (best progress this seed, step it was reached)
     bar = tqdm(total=recipe.max_steps, disable=not progress, leave=False, dynamic_ncols=True,
@@ -190,43 +214,49 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         # forward: the active texts only
         idx = torch.tensor(active, device=lm.device)
         vectors = {name: p[_param_rows(idx, p)] for name, p in params.items()}
-        texts = [targets[rows[a]] for a in active]
+        texts = [targets[text_of[a]] for a in active]
         scores = evaluate(compute, layout, vectors, texts, *recipe.objective)
         objective, seen = _polished(scores.objective, polish, polishing, groups, active, layout, vectors, texts, recipe)
         finite = torch.isfinite(objective.detach())
         loss, acc, margin = scores.loss.tolist(), scores.accuracy.tolist(), scores.margin.tolist()
         for k, a in enumerate(active):
-            best.outcomes[rows[a]].total_steps += 1 if step else 0
+            best.outcomes[text_of[a]].total_steps += 1 if step else 0
             if best.trajectory:
-                best.trajectory[rows[a]].append((seed, step, loss[k], acc[k]))
+                best.trajectory[text_of[a]].append(Step(seed, start_of[a], step, loss[k], acc[k]))
         # bookkeeping per group: keep its best state; stop it when solved, stalled or failed
-        stopped = set()
+        stopped, done = set(), set()  # batch rows that stop here; texts solved here
         for group in (g for g in groups if g[0] in active):
             ks = [active.index(a) for a in group]
             if not all(finite[k] for k in ks):
-                for a in group:
-                    best.outcomes[rows[a]].status = FAILED
                 stopped.update(group)
+                if not any(text_of[b] == text_of[group[0]] and b not in stopped for b in active):
+                    for a in group:  # its last start: the text failed
+                        best.outcomes[text_of[a]].status = FAILED
                 continue
             if all(acc[k] == 1.0 for k in ks):
                 polishing.add(group[0])
             solved = all(_solved(acc[k], margin[k], recipe) for k in ks)
             if solved and checks:  # exact in the compute dtype; is it in every dtype it must decode in?
-                read, found = _read_everywhere(checks, layout, vectors, ks, [targets[rows[a]] for a in group], recipe, seen,
+                read, found = _read_everywhere(checks, layout, vectors, ks, [targets[text_of[a]] for a in group], recipe, seen,
                                                due=step >= next_check.get(group[0], 0))
                 if read:
                     next_check[group[0]] = step + RECHECK
                 solved = found is not None
                 for k, g in zip(ks, found or []):
                     margin[k] = min(margin[k], g)
-            best.offer([rows[a] for a in group], {n: v[ks] for n, v in vectors.items()},
-                       *([s[k] for k in ks] for s in (loss, acc, margin)), step, seed, solved)
-            progress = _progress([acc[k] for k in ks], [margin[k] for k in ks], recipe)
-            if progress > record[group[0]][0]:
-                record[group[0]] = progress, step
+            best.offer([text_of[a] for a in group], {n: v[ks] for n, v in vectors.items()},
+                       *([s[k] for k in ks] for s in (loss, acc, margin)), step, seed, solved, start_of[group[0]])
+            now = _progress([acc[k] for k in ks], [margin[k] for k in ks], recipe)
+            if now > record[group[0]][0]:
+                record[group[0]] = now, step
             stalled = recipe.patience is not None and step - record[group[0]][1] >= recipe.patience
+            if solved:
+                done.update(text_of[a] for a in group)
             if solved or stalled:
                 stopped.update(group)
+        stopped.update(a for a in active if text_of[a] in done)  # a solved text's other starts
+        if starts > 1 and step == recipe.race_steps:
+            stopped.update(_race_losers(active, stopped, text_of, record, loss))
         if progress:
             bar.set_postfix(loss=f"{float(scores.loss[finite].mean()) if finite.any() else math.nan:.3f}",
                             acc=f"{float(scores.accuracy.mean()):.3f}", active=len(active) - len(stopped), refresh=False)
@@ -239,6 +269,16 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         active = [active[k] for k in keep]
         bar.update()
     bar.close()
+
+
+def _race_losers(active: list[int], stopped: set[int], text_of: list[int], record: dict, loss: list[float]) -> list[int]:
+    """The batch rows that lose the race: of each text's starts still going, all but the most
+    advanced (best progress this seed, then lowest loss now, then the earliest start)."""
+    going: dict[int, list[tuple]] = {}
+    for k, a in enumerate(active):
+        if a not in stopped:
+            going.setdefault(text_of[a], []).append((record[a][0], -loss[k], -a, a))
+    return [a for rivals in going.values() for *_, a in sorted(rivals)[:-1]]
 
 
 def check_models(lm: FrozenLM, recipe: Recipe) -> list[FrozenLM]:

@@ -24,6 +24,7 @@ class Outcome:
     # as this hardware resolves it ("auto": bfloat16 where native, else float32); None in records
     # older than this field
     dtype: str | None = None
+    start: int = 0  # which of its seed's raced starts (Recipe.starts) the kept state grew from
 
     @property
     def solved(self) -> bool:

@@ -63,7 +63,7 @@ class ProtoTokens:
     texts: list[TextRecord]
     complete: bool = True  # False while a long encode is still writing batches
     extra: dict = field(default_factory=dict)
-    # per text, (seed, step, loss, accuracy) of every step, when asked for; not saved
+    # per text, every step of every start (optimize.Step), when asked for; not saved
     trajectory: list = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:

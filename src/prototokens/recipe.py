@@ -71,6 +71,13 @@ class Recipe:
     # max_steps and patience are for a text of up to this many tokens; a longer text gets both
     # times its length over this, so its cosine stretches with it (None: the same for every length)
     budget_tokens: int | None = None
+    # starts raced per text: each seed runs this many starts side by side (a batch row each) for
+    # ``race_steps`` steps, then only the most advanced (best accuracy, then lowest loss) goes on;
+    # a start that solves its text first ends the race at once. A failed start then costs its
+    # text race_steps, not patience (a collapse is plain by then); the price is the rows it adds
+    # to the batch while the race lasts. 1: one start a seed. Texts sharing a vector start once.
+    starts: int = 1
+    race_steps: int = 100  # scaled with the length as max_steps is (budget_tokens)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -88,6 +95,8 @@ class Recipe:
             raise PrototokensError("temperature must be positive, lr_floor in [0, 1] and focus not negative")
         if self.focus_fade and not self.focus:
             raise PrototokensError("focus_fade fades the focal objective: it needs a focus above 0")
+        if self.starts < 1 or self.race_steps < 1:
+            raise PrototokensError(f"starts and race_steps must be at least 1, got {self.starts} and {self.race_steps}")
         if self.budget_tokens is not None and self.budget_tokens < 1:
             raise PrototokensError(f"budget_tokens must be at least 1, got {self.budget_tokens}")
         if not all(0 <= b < 1 for b in self.betas):
@@ -104,11 +113,12 @@ class Recipe:
 
     def at_length(self, n_tokens: int) -> "Recipe":
         """The recipe a text of ``n_tokens`` runs: with ``budget_tokens``, a longer text's
-        max_steps and patience scaled by n_tokens / budget_tokens (the warm-up stays as it is)."""
+        max_steps, patience and race_steps scaled by n_tokens / budget_tokens (the warm-up stays
+        as it is)."""
         if self.budget_tokens is None or n_tokens <= self.budget_tokens:
             return self
         scale = n_tokens / self.budget_tokens
-        return replace(self, max_steps=round(self.max_steps * scale),
+        return replace(self, max_steps=round(self.max_steps * scale), race_steps=round(self.race_steps * scale),
                        patience=None if self.patience is None else round(self.patience * scale))
 
     def for_model(self, lm) -> "Recipe":
