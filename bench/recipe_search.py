@@ -5,14 +5,14 @@
 KEY is a Recipe field (lr, betas=0.9,0.99, max_steps, warmup, margin, temperature, lr_floor,
 patience=none, dtype, ...) or: recipe (the base preset, default fast), n (tokens, 64), texts
 (sources as bench/latency.py takes them, default books:2,generated:1,heldout:1), passages (the
-seed that samples them, 0), seed (first
-optimiser seed, 0), restarts (seeds per text, 2).
+seed that samples them, 0), seed (first optimiser seed, 0), restarts (seeds per text, 2).
 
-All texts run in one ``optimize`` call; a text's steps do not depend on its batch, so each
-text's ``total_steps`` (over all its seeds) is what it would cost alone, in steps of the
-compute dtype; in float32 that is its cost in fp32-step equivalents, less the forwards of the
-dtype checks and the model load, which bench/latency.py counts. Each kept state is decoded in
-float32 and bfloat16. Writes bench/results/recipes/NAME.json and prints one line per text.
+Each text runs alone in its own ``optimize`` call, so its ``total_steps`` (over all its seeds and
+starts) is what it costs, in steps of the compute dtype; in float32 that is its cost in fp32-step
+equivalents, less the forwards of the dtype checks and the model load, which bench/latency.py
+counts. Each kept state is decoded in float32 and bfloat16. Writes
+bench/results/recipes/NAME.json after every text and prints one line per text; run the same
+command again after an interruption and it goes on from the first text not written.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from latency import texts_for
 from prototokens.optimize import evaluate
 from variants import value
 
+FOLDER = Path("bench/results/recipes")
+
 
 def main():
     name, options = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
@@ -38,33 +40,47 @@ def main():
     seed, restarts = int(options.pop("seed", 0)), int(options.pop("restarts", 2))
     passages = int(options.pop("passages", 0))
     recipe = recipe_from(name, options)
+    rows = done(name)
     lm = pt.load_model(dtype="float32")
     layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
     texts = texts_for(lm, spec, n, passages)
-    targets = [lm.tokenize(t)[:n] for _, t in texts]
-    started = time.perf_counter()
-    fit = pt.optimize(lm, targets, recipe=recipe, seed=seed, restarts=restarts, progress=False, trajectory=True)
-    wall = time.perf_counter() - started
-    rows = []
-    for j, ((label, _), ids) in enumerate(zip(texts, targets)):
-        o = fit.outcomes[j]
+    summary = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "n": n, "texts": spec, "passages": passages,
+               "restarts": restarts, "seed": seed, "threads": torch.get_num_threads()}
+    for label, text in texts[len(rows):]:
+        ids = lm.tokenize(text)[:n]
+        started = time.perf_counter()
+        fit = pt.optimize(lm, [ids], recipe=recipe, seed=seed, restarts=restarts, progress=False, trajectory=True)
+        wall, o = time.perf_counter() - started, fit.outcomes[0]
         decode = {}
         for dtype in ("float32", "bfloat16"):
             with torch.no_grad():
-                s = evaluate(lm.in_dtype(dtype), layout, {k: v[j:j + 1] for k, v in fit.vectors.items()}, [ids])
+                s = evaluate(lm.in_dtype(dtype), layout, fit.vectors, [ids])
             decode[dtype] = {"accuracy": float(s.accuracy[0]), "margin": float(s.margin[0])}
-        rows.append({"text": label, "n": len(ids), **o.to_dict(), "decode": decode,
-                     "accuracy_every_10": [[t.seed, t.start, t.step, round(t.accuracy, 4)] for t in fit.trajectory[j] if t.step % 10 == 0]})
+        rows.append({"text": label, "n": len(ids), **o.to_dict(), "wall_seconds": wall, "decode": decode,
+                     "accuracy_every_10": [[t.seed, t.start, t.step, round(t.accuracy, 4)] for t in fit.trajectory[0] if t.step % 10 == 0]})
+        save(name, summary | {"complete": False, "rows": rows})
         print(f"{label}: {o.status} acc {o.accuracy:.3f} margin {o.margin:.2f} steps {o.steps} total {o.total_steps} "
               f"| fp32 {decode['float32']['accuracy']:.3f} bf16 {decode['bfloat16']['accuracy']:.3f}", flush=True)
     costs = sorted(r["total_steps"] if r["status"] == "solved" else float("inf") for r in rows)
-    summary = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "n": n, "texts": spec, "passages": passages,
-               "restarts": restarts, "seed": seed, "threads": torch.get_num_threads(), "wall_seconds": wall,
-               "solved": sum(r["status"] == "solved" for r in rows), "median_total_steps": statistics.median(costs),
-               "rows": rows}
+    summary |= {"complete": True, "wall_seconds": sum(r["wall_seconds"] for r in rows),
+                "solved": sum(r["status"] == "solved" for r in rows), "median_total_steps": statistics.median(costs), "rows": rows}
     save(name, summary)
     print(f"{name}: {summary['solved']}/{len(rows)} solved, total steps {[r['total_steps'] for r in rows]}, "
-          f"median {summary['median_total_steps']}, {wall:.0f} s", flush=True)
+          f"median {summary['median_total_steps']}, {summary['wall_seconds']:.0f} s", flush=True)
+
+
+def done(name: str) -> list[dict]:
+    """The rows an interrupted screen of this NAME and these arguments wrote; none if it never ran."""
+    path = FOLDER / f"{name}.json"
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    if old.get("complete", True):
+        sys.exit(f"error: {path} exists; choose another NAME")
+    if old["argv"] != sys.argv[1:]:
+        sys.exit(f"error: {path} was begun with other arguments ({' '.join(old['argv'])}); rerun those, or choose another NAME")
+    print(f"resuming {path}: {len(old['rows'])} texts done", flush=True)
+    return old["rows"]
 
 
 def recipe_from(name: str, options: dict):
@@ -75,9 +91,8 @@ def recipe_from(name: str, options: dict):
 
 def save(name: str, summary: dict) -> None:
     """Write bench/results/recipes/NAME.json."""
-    folder = Path("bench/results/recipes")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    (FOLDER / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":
