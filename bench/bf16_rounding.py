@@ -2,7 +2,9 @@
 difference. For each text of a proto file (read alone): each target's lead in float32 and in a
 bf16 load, and in fp32 passes that round the outputs of chosen modules to bf16 (every linear and
 norm; attention or MLP linears only; each layer's linears; the residual stream between layers,
-at every input slot or only at one of them), so that bf16's rounding acts only there.
+at every input slot or only at one of them), so that bf16's rounding acts only there; and in a
+bf16 load whose linears sum their products in fp32 and round once (as GPU and AMX kernels do),
+which shows how much the matmul kernel alone moves a lead.
 
     .venv/bin/python bench/bf16_rounding.py bench/results/latency-v7-seed1/fast-books-0.proto.safetensors
 """
@@ -10,15 +12,18 @@ at every input slot or only at one of them), so that bf16's rounding acts only t
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import prototokens as pt
 from portable import leads
 from prototokens.layout import E, get_layout
+from prototokens.model import FrozenLM
 from prototokens.proto import ProtoTokens
 
 
@@ -37,6 +42,16 @@ def rounded_leads(lm, layout, e, m, target, modules, slots: slice = slice(None))
     finally:
         for h in hooks:
             h.remove()
+
+
+def fp32_accumulated(lm) -> FrozenLM:
+    """A bf16 copy of ``lm`` whose linears take the same bf16 inputs and weights but sum in fp32
+    and round their output to bf16 once; every other op runs in bf16 as in a bf16 load."""
+    model = copy.deepcopy(lm.in_dtype("bfloat16").model)
+    for linear in (m for m in model.modules() if isinstance(m, nn.Linear)):
+        weight, bias = linear.weight.float(), None if linear.bias is None else linear.bias.float()
+        linear.forward = lambda x, w=weight, b=bias: F.linear(x.float(), w, b).bfloat16()
+    return FrozenLM(model, lm.tokenizer, lm.name)
 
 
 def sites(lm) -> dict[str, list[nn.Module]]:
@@ -60,11 +75,13 @@ def main():
     lm = pt.load_model(dtype="float32")
     proto = ProtoTokens.load(args.proto, lm)
     layout = get_layout(proto.layout)
+    accumulated = fp32_accumulated(lm)
     rows = []
     for i, text in enumerate(proto.texts):
         e, m = proto.vectors(i)
         target = text.target_ids
-        found = {"float32": leads(lm, layout, e, m, target), "bfloat16 load": leads(lm.in_dtype("bfloat16"), layout, e, m, target)}
+        found = {"float32": leads(lm, layout, e, m, target), "bfloat16 load": leads(lm.in_dtype("bfloat16"), layout, e, m, target),
+                 "bfloat16 load, linears summed in fp32": leads(accumulated, layout, e, m, target)}
         found |= {f"float32, {name} rounded to bf16": rounded_leads(lm, layout, e, m, target, mods) for name, mods in sites(lm).items()}
         layers, e_slot = list(lm.model.model.layers), layout.slots(len(target)).index(E)
         for name, slots in ((f"slot {e_slot} (e)", slice(e_slot, e_slot + 1)), ("every slot before e's", slice(0, e_slot)),
@@ -85,6 +102,10 @@ def main():
                  "everything_rounded_mean_shift": round(float((everything - found["float32"]).abs().mean()), 3),
                  "correlation_of_their_leads": round(float(torch.corrcoef(torch.stack([bf, everything]))[0, 1]), 3)}
         rows[-1]["everything_rounded_against_bf16"] = agree
+        summed = found["bfloat16 load, linears summed in fp32"]
+        rows[-1]["fp32_sums_against_bf16"] = kernel = {
+            "mean_move": round(float((summed - bf).abs().mean()), 3), "largest_move": round(float((summed - bf).abs().max()), 3)}
+        print(f"  summing the linears in fp32 moves a bf16 load's leads by a mean {kernel['mean_move']}, at most {kernel['largest_move']}")
         print(f"  leads move from fp32's by a mean {agree['bf16_load_mean_shift']} in a bf16 load and {agree['everything_rounded_mean_shift']} "
               f"with everything rounded; the two passes' leads correlate {agree['correlation_of_their_leads']}")
         print(f"  the residual stream's largest norm: {size['e_slot']} at e's slot, a median {size['others_median']} at the others; "
