@@ -3,8 +3,9 @@ difference. For each text of a proto file (read alone): each target's lead in fl
 bf16 load, and in fp32 passes that round the outputs of chosen modules to bf16 (every linear and
 norm; attention or MLP linears only; each layer's linears; the residual stream between layers,
 at every input slot or only at one of them), so that bf16's rounding acts only there; and in a
-bf16 load whose linears sum their products in fp32 and round once (as GPU and AMX kernels do),
-which shows how much the matmul kernel alone moves a lead.
+bf16 load whose linears sum their products in fp32 and round once, which differs from this CPU's
+bf16 kernels only in a few outputs rounded the other way (their summation order), and so shows
+how far such differences, which every other machine's kernels make too, move a lead.
 
     .venv/bin/python bench/bf16_rounding.py bench/results/latency-v7-seed1/fast-books-0.proto.safetensors
 """
@@ -52,6 +53,24 @@ def fp32_accumulated(lm) -> FrozenLM:
         weight, bias = linear.weight.float(), None if linear.bias is None else linear.bias.float()
         linear.forward = lambda x, w=weight, b=bias: F.linear(x.float(), w, b).bfloat16()
     return FrozenLM(model, lm.tokenizer, lm.name)
+
+
+def differing_outputs(lm, layout, e, m, target) -> float:
+    """The fraction of all linear outputs of a bf16 load's pass that differ from the same linear
+    summed in fp32 and rounded once."""
+    counts = []
+
+    def compare(module, inputs, out):
+        counts.append(((out != F.linear(inputs[0].float(), module.weight.float()).bfloat16()).sum().item(), out.numel()))
+
+    bf16 = lm.in_dtype("bfloat16")
+    hooks = [mod.register_forward_hook(compare) for mod in bf16.model.modules() if isinstance(mod, nn.Linear)]
+    try:
+        leads(bf16, layout, e, m, target)
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(c for c, _ in counts) / sum(n for _, n in counts)
 
 
 def sites(lm) -> dict[str, list[nn.Module]]:
@@ -104,8 +123,10 @@ def main():
         rows[-1]["everything_rounded_against_bf16"] = agree
         summed = found["bfloat16 load, linears summed in fp32"]
         rows[-1]["fp32_sums_against_bf16"] = kernel = {
+            "linear_outputs_differing": round(differing_outputs(lm, layout, e, m, target), 6),
             "mean_move": round(float((summed - bf).abs().mean()), 3), "largest_move": round(float((summed - bf).abs().max()), 3)}
-        print(f"  summing the linears in fp32 moves a bf16 load's leads by a mean {kernel['mean_move']}, at most {kernel['largest_move']}")
+        print(f"  summing the linears in fp32 changes {kernel['linear_outputs_differing']:.4%} of their outputs (summation order) "
+              f"and moves a bf16 load's leads by a mean {kernel['mean_move']}, at most {kernel['largest_move']}")
         print(f"  leads move from fp32's by a mean {agree['bf16_load_mean_shift']} in a bf16 load and {agree['everything_rounded_mean_shift']} "
               f"with everything rounded; the two passes' leads correlate {agree['correlation_of_their_leads']}")
         print(f"  the residual stream's largest norm: {size['e_slot']} at e's slot, a median {size['others_median']} at the others; "
