@@ -44,7 +44,7 @@ def main():
     lm = pt.load_model(dtype="float32")
     layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
     texts = texts_for(lm, spec, n, passages)
-    summary = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "n": n, "texts": spec, "passages": passages,
+    summary = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "layout": layout.name, "n": n, "texts": spec, "passages": passages,
                "restarts": restarts, "seed": seed, "threads": torch.get_num_threads()}
     for label, text in texts[len(rows):]:
         ids = lm.tokenize(text)[:n]
