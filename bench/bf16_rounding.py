@@ -45,13 +45,17 @@ def rounded_leads(lm, layout, e, m, target, modules, slots: slice = slice(None))
             h.remove()
 
 
+def summed_in_fp32(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """A bf16 linear's output with its products summed in fp32 and rounded to bf16 once."""
+    return F.linear(x.float(), linear.weight.float(), None if linear.bias is None else linear.bias.float()).bfloat16()
+
+
 def fp32_accumulated(lm) -> FrozenLM:
     """A bf16 copy of ``lm`` whose linears take the same bf16 inputs and weights but sum in fp32
-    and round their output to bf16 once; every other op runs in bf16 as in a bf16 load."""
+    (:func:`summed_in_fp32`); every other op runs in bf16 as in a bf16 load."""
     model = copy.deepcopy(lm.in_dtype("bfloat16").model)
     for linear in (m for m in model.modules() if isinstance(m, nn.Linear)):
-        weight, bias = linear.weight.float(), None if linear.bias is None else linear.bias.float()
-        linear.forward = lambda x, w=weight, b=bias: F.linear(x.float(), w, b).bfloat16()
+        linear.forward = lambda x, linear=linear: summed_in_fp32(linear, x)
     return FrozenLM(model, lm.tokenizer, lm.name)
 
 
@@ -61,7 +65,7 @@ def differing_outputs(lm, layout, e, m, target) -> float:
     counts = []
 
     def compare(module, inputs, out):
-        counts.append(((out != F.linear(inputs[0].float(), module.weight.float()).bfloat16()).sum().item(), out.numel()))
+        counts.append(((out != summed_in_fp32(module, inputs[0])).sum().item(), out.numel()))
 
     bf16 = lm.in_dtype("bfloat16")
     hooks = [mod.register_forward_hook(compare) for mod in bf16.model.modules() if isinstance(mod, nn.Linear)]

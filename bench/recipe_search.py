@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -90,9 +91,11 @@ def recipe_from(name: str, options: dict):
 
 
 def save(name: str, summary: dict) -> None:
-    """Write bench/results/recipes/NAME.json."""
+    """Write bench/results/recipes/NAME.json whole, never half (a kill mid-write keeps the last one)."""
     FOLDER.mkdir(parents=True, exist_ok=True)
-    (FOLDER / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    tmp = FOLDER / f"{name}.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(tmp, FOLDER / f"{name}.json")
 
 
 if __name__ == "__main__":
