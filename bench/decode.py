@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 import prototokens as pt
+from prototokens.outcome import Outcome
 from prototokens.speed import time_decode
 
 GRID = [16, 32, 64, 128, 256, 512]
@@ -24,7 +25,7 @@ def random_proto(lm: pt.FrozenLM, n: int, batch: int) -> pt.ProtoTokens:
     """Decode cost does not depend on the values of e and m: random ones will do."""
     g = torch.Generator().manual_seed(0)
     e, m = (torch.randn(batch, lm.d_model, generator=g) * lm.embedding_std for _ in range(2))
-    texts = [pt.TextRecord([0] * n, "", 0.0, 0.0, 0.0, 0, 0, 0, "unsolved") for _ in range(batch)]
+    texts = [pt.TextRecord.of(Outcome.unsolved(), [0] * n, "") for _ in range(batch)]
     model = {"name": lm.name, "fingerprint": lm.fingerprint, "d_model": lm.d_model}
     return pt.ProtoTokens(e, m, pt.layout.DEFAULT_LAYOUT, None, model, {}, texts)
 

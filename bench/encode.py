@@ -60,6 +60,8 @@ def main():
     lengths = [int(x) for x in args.lengths.split(",")]
     passages = sample_passages(lm, args.source, args.texts, max(lengths), seed=0)
     rows = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"encode-{lm.device.type}-{args.dtype}-n{args.lengths.replace(',', '-')}.json"
     print(f"{lm.name} on {lm.device} ({lm.dtype}), torch threads {torch.get_num_threads()}, "
           f"{args.texts} texts from {args.source}, {args.steps} steps at most, batch {args.batch}")
     print(f"{'N':>4} {'recipe@layout':>18} {'solved':>7} {'steps to 100 %':>20} {'seconds to 100 %':>20} "
@@ -94,11 +96,9 @@ def main():
                    "texts_per_hour": 3600 * solved / wall}
             rows.append(row)
             print(f"{n:>4} {name:>18} {solved:>3}/{k:<3} {spread(steps):>20} {spread(seconds):>20} {row['texts_per_hour']:>10.0f} {ratio:>15}", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"encode-{lm.device.type}-{args.dtype}-n{args.lengths.replace(',', '-')}.json"
-    out.write_text(json.dumps({"model": lm.name, "fingerprint": lm.fingerprint, "device": str(lm.device),
-                               "threads": torch.get_num_threads(), "args": vars(args) | {"out": str(args.out)},
-                               "rows": rows}, indent=1))
+            out.write_text(json.dumps({"model": lm.name, "fingerprint": lm.fingerprint, "device": str(lm.device),
+                                       "threads": torch.get_num_threads(), "args": vars(args) | {"out": str(args.out)},
+                                       "rows": rows}, indent=1))  # after every row, so a stopped run keeps what it measured
     print(f"wrote {out}")
 
 

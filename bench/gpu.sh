@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
-# The speed benchmarks on one CUDA GPU, prepared to run as one command (sized for under 10 minutes on an
-# H100/H200; not yet run on a GPU): Table 4 (seconds to 100 %) at N = 32, 64 and 128 for the default and the paper's
-# recipe, forward and backward in bf16, three book passages in one batch, 2000 steps at most; then the
-# decode benchmark (one pass against greedy generation) in bf16; then the six 64-token texts of
-# bench/latency.py under `fast` with one start a seed and with four raced starts (--starts 4: on a
-# GPU a batch row costs far less than a text's step, so the race should cost little). JSON lands
-# in $OUT (default bench/results/gpu), the log beside it.
+# The speed benchmarks on one CUDA GPU, as one command of at most 10 minutes. Each part runs under
+# its own time limit and writes its JSON row by row, so a part that runs out keeps what it finished
+# and the next one still runs. On an H200 an eager step costs 0.1 s (launch-bound), so the limits
+# cut the latency and Table 4 parts to their first rows (bench/RESULTS.md, "One H200"):
+#   1. bench/step.py: one forward and backward in fp32 and in bf16 at N = 64 and 128, batches 1, 4, 8;
+#   2. bench/latency.py at N = 64 (3 book passages, 3 model-generated texts) and at N = 128 (3 book
+#      passages): each text encoded alone from the CLI with the default recipe, in fp32-step
+#      equivalents of this GPU, and each file decoded in float32 and bfloat16;
+#   3. bench/encode.py (Table 4): the default and the paper's recipe side by side, bf16 forward and
+#      backward, three book passages in one batch, 2000 steps at most, N = 64, 32 and 128;
+#   4. bench/decode.py: one pass against greedy generation, in bf16.
+# JSON lands in $OUT (default bench/results/gpu), the log beside it.
 #
 #     bash bench/gpu.sh            # after ./setup.sh on a machine with CUDA torch
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench/results/gpu}
 mkdir -p "$out"
 py=${PY:-.venv/bin/python}
-export PYTHONUNBUFFERED=1
-"$py" -c "import torch; assert torch.cuda.is_available(), 'bench/gpu.sh needs a CUDA GPU'; print(torch.cuda.get_device_name())" | tee "$out/gpu.log"
-"$py" bench/encode.py --device cuda --compute-dtype bfloat16 --recipes fast,paper@em --lengths 32,64,128 \
-    --texts 3 --steps 2000 --batch 3 --out "$out" 2>&1 | tee -a "$out/gpu.log"
-"$py" bench/decode.py --device cuda --dtype bfloat16 --out "$out" 2>&1 | tee -a "$out/gpu.log"
-for starts in 1 4; do
-  "$py" bench/recipe_search.py "gpu-n64-starts$starts" n=64 texts=books:3,generated:3 passages=0 restarts=2 starts=$starts 2>&1 | tee -a "$out/gpu.log"
-  cp "bench/results/recipes/gpu-n64-starts$starts.json" "$out/"
-done
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+part() {  # part SECONDS SCRIPT ARGS...: one benchmark under its time limit; its failure does not stop the rest
+  local limit=$1; shift
+  echo "== $* (at most $limit s)"
+  timeout -s INT "$limit" "$py" "$@" || echo "== $1 ended with exit status $? (124: its time limit)"
+}
+{
+  "$py" -c "import torch; assert torch.cuda.is_available(), 'bench/gpu.sh needs a CUDA GPU'; print(torch.cuda.get_device_name(), 'torch', torch.__version__)" || exit 1
+  part 120 -c "import prototokens as pt; print(pt.load_model().name)"  # converts the GGUF model once
+  part 60 bench/step.py --device cuda --lengths 64,128 --batches 1,4,8 --out "$out"
+  part 170 bench/latency.py --device cuda --n 64 --texts books:3,generated:3 --out "$out"
+  part 140 bench/latency.py --device cuda --n 128 --texts books:3 --out "$out"
+  part 80 bench/encode.py --device cuda --compute-dtype bfloat16 --recipes fast,paper@em --lengths 64,32,128 \
+      --texts 3 --steps 2000 --batch 3 --out "$out"
+  part 40 bench/decode.py --device cuda --dtype bfloat16 --out "$out"
+} 2>&1 | tee -a "$out/gpu.log"

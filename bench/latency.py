@@ -5,7 +5,7 @@ text at the same N with the same threads, measured in this run just before and a
 encode (median of 5 after a warm-up). Each file is then decoded in float32 and in bfloat16.
 
     .venv/bin/python bench/latency.py [--n 64] [--texts books:3,generated:3,heldout:3] [--seed 0]
-                                      [--recipe fast] [--throughput 1,4,8] [--out bench/results]
+                                      [--recipe fast] [--throughput 1,4,8] [--device cpu] [--out bench/results]
 
 `heldout` are passages written for this benchmark, never part of a data source here; `--seed`
 samples other passages of the sources (0 gave the texts every earlier run used).
@@ -83,7 +83,7 @@ def decodes(models: dict, path: Path) -> dict:
         layout = pt.get_layout(proto.layout)
         rows = [proto.vectors(i) for i in range(len(proto))]
         with torch.no_grad():
-            scores = evaluate(lm, layout, {"e": torch.stack([e for e, _ in rows]), "m": torch.stack([m for _, m in rows])},
+            scores = evaluate(lm, layout, {"e": torch.stack([e for e, _ in rows]).to(lm.device), "m": torch.stack([m for _, m in rows]).to(lm.device)},
                               [t.target_ids for t in proto.texts])
         out[dtype] = {"exact": [a == 1.0 for a in scores.accuracy.tolist()], "margin": scores.margin.tolist()}
     return out
@@ -96,12 +96,13 @@ def main():
     p.add_argument("--seed", type=int, default=0, help="which passages of each source to sample")
     p.add_argument("--recipes", default="fast", help="comma-separated; RECIPE:CLI OPTIONS")
     p.add_argument("--throughput", default="", help="batch sizes for texts per hour, e.g. 1,4,8")
+    p.add_argument("--device", default="cpu", help="where the CLI encodes and the fp32 step is timed (cpu, cuda, ...)")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     args = p.parse_args()
-    models = {"float32": pt.load_model(device="cpu")}
+    models = {"float32": pt.load_model(device=args.device)}
     models["bfloat16"] = models["float32"].in_dtype("bfloat16")
     texts = texts_for(models["float32"], args.texts, args.n, args.seed)
-    print(f"N = {args.n}, {len(texts)} texts, torch threads {torch.get_num_threads()}", flush=True)
+    print(f"N = {args.n}, {len(texts)} texts, {models['float32'].device}, torch threads {torch.get_num_threads()}", flush=True)
     rows, throughput, work = [], [], Path(tempfile.mkdtemp())
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"latency-n{args.n}-{args.recipes.split(':')[0].replace(',', '-')}.json"
@@ -116,6 +117,7 @@ def main():
 
     def save():  # after every row, so a stopped run keeps what it measured
         out.write_text(json.dumps({"model": models["float32"].name, "fingerprint": models["float32"].fingerprint,
+                                   "device": str(models["float32"].device),
                                    "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                                    "args": vars(args) | {"out": str(args.out)}, "rows": rows, "throughput": throughput}, indent=1))
     for recipe in args.recipes.split(","):
@@ -125,7 +127,7 @@ def main():
                 continue
             before = fp32_step_seconds(models["float32"], args.n)
             path = work / f"{name}-{label}.proto.safetensors"
-            wall, done = cli("encode", text, "-o", path, "--recipe", name, "--force", "-q", *options.split())
+            wall, done = cli("encode", text, "-o", path, "--recipe", name, "--device", args.device, "--force", "-q", *options.split())
             step = (before + fp32_step_seconds(models["float32"], args.n)) / 2
             if done.returncode not in (0, 1):
                 raise SystemExit(f"encode failed: {done.stderr.strip()}")
@@ -134,7 +136,7 @@ def main():
             check = decodes(models, path)
             row = {"recipe": recipe, "text": label, "n_tokens": record.n_tokens, "status": record.status,
                    "accuracy": record.accuracy, "steps": record.total_steps, "seed": record.seed, "seed_steps": record.steps,
-                   "wall_s": wall, "fp32_step_s": step, "fp32_steps": wall / step,
+                   "wall_s": wall, "optimize_s": record.elapsed, "fp32_step_s": step, "fp32_steps": wall / step,
                    "decodes": {d: c["exact"][0] for d, c in check.items()},
                    "margin": {d: c["margin"][0] for d, c in check.items()}}
             rows.append(row)
@@ -155,7 +157,7 @@ def main():
         if any(t["batch"] == batch for t in throughput):
             continue
         path = work / f"batch{batch}.proto.safetensors"
-        wall, done = cli("encode", "--jsonl", jsonl, "-o", path, "--batch-size", batch, "--force", "-q")
+        wall, done = cli("encode", "--jsonl", jsonl, "-o", path, "--batch-size", batch, "--device", args.device, "--force", "-q")
         solved = sum(t.status == "solved" for t in pt.load(path).texts)
         throughput.append({"batch": batch, "texts": len(texts), "solved": solved, "wall_s": wall,
                            "texts_per_hour": 3600 * solved / wall})

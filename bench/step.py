@@ -23,18 +23,21 @@ from prototokens.optimize import evaluate
 
 
 def step_seconds(lm, layout, n: int, batch: int) -> float:
-    e = torch.randn(batch, lm.d_model, requires_grad=True)
-    m = torch.randn(batch, lm.d_model, requires_grad=True)
+    e = torch.randn(batch, lm.d_model, device=lm.device, requires_grad=True)
+    m = torch.randn(batch, lm.d_model, device=lm.device, requires_grad=True)
     targets = [[5 + i for i in range(n)]] * batch
+    sync = torch.cuda.synchronize if lm.device.type == "cuda" else lambda: None
+    sync()
     started = time.perf_counter()
     evaluate(lm, layout, {"e": e * 0.1, "m": m * 0.1}, targets, 4.0).objective.sum().backward()
+    sync()
     return time.perf_counter() - started
 
 
 def variant(name: str, fp32):
     """The model a variant computes with (fp32 weights compiled, or another dtype's weights)."""
     if name != "compiled":
-        return pt.load_model(dtype=name)
+        return pt.load_model(fp32.name, device=str(fp32.device), dtype=name)
     lm = copy.copy(fp32)
     lm.model = torch.compile(fp32.model, dynamic=False)
     return lm
@@ -46,13 +49,15 @@ def main():
     p.add_argument("--batches", default="1,4")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--variants", default="bfloat16", help="compared with float32: bfloat16, compiled (comma-separated)")
+    p.add_argument("--model", default=pt.DEFAULT_MODEL)
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     args = p.parse_args()
-    fp32 = pt.load_model(dtype="float32")
+    fp32 = pt.load_model(args.model, device=args.device, dtype="float32")
     models = {"float32": fp32} | {name: variant(name, fp32) for name in args.variants.split(",")}
     layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
     rows, base, warmup = [], {}, {}
-    print(f"torch threads {torch.get_num_threads()}; medians of {args.repeats} after a warm-up; "
+    print(f"{fp32.device}, torch threads {torch.get_num_threads()}; medians of {args.repeats} after a warm-up; "
           "speed-up: float32 s / variant s; batch cost: float32 s / float32 s at batch 1")
     print(f"{'N':>4} {'batch':>5} " + " ".join(f"{name + ' s':>12}" for name in models)
           + " " + " ".join(f"{name + ' x':>12}" for name in models if name != "float32") + f" {'batch cost':>10}")
@@ -75,8 +80,8 @@ def main():
                   + " ".join(f"{x:>12.2f}" for x in rows[-1]["speedup"].values()) + f" {rows[-1]['batch_cost']:>10.2f}",
                   flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"step-cpu-{args.variants.replace(',', '-')}.json"
-    out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows, "first_step_seconds": warmup}, indent=1))
+    out = args.out / f"step-{fp32.device.type}-{args.variants.replace(',', '-')}.json"
+    out.write_text(json.dumps({"model": fp32.name, "fingerprint": fp32.fingerprint, "device": str(fp32.device), "threads": torch.get_num_threads(), "rows": rows, "first_step_seconds": warmup}, indent=1))
     print(f"wrote {out}")
 
 
