@@ -81,7 +81,8 @@ def main():
                   flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"step-{fp32.device.type}-{args.variants.replace(',', '-')}.json"
-    out.write_text(json.dumps({"model": fp32.name, "fingerprint": fp32.fingerprint, "device": str(fp32.device), "threads": torch.get_num_threads(), "rows": rows, "first_step_seconds": warmup}, indent=1))
+    out.write_text(json.dumps({"model": fp32.name, "fingerprint": fp32.fingerprint, "device": str(fp32.device),
+                               "threads": torch.get_num_threads(), "rows": rows, "first_step_seconds": warmup}, indent=1))
     print(f"wrote {out}")
 
 
