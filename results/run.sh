@@ -73,7 +73,7 @@ if [[ $what == all || $what == capacity ]]; then
   $pt capacity --source books --recipe fast@5 --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
     --max-length 181 -q -o results/capacity/books-progressive-onestep-polished
   # the same climb on random words, and on Jane Austen's novels (denser passages hold fewer tokens? issue 17's
-  # "model, data or budget", results/README.md item 13): random words finished, Austen under way (resumes)
+  # "model, data or budget", results/README.md item 13): both finished
   $pt capacity --source random --recipe fast@5 --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
     --max-length 181 -q -o results/capacity/random-progressive-onestep
   $pt capacity --source books:austen --recipe fast@5 --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
