@@ -81,10 +81,9 @@ def decodes(models: dict, path: Path) -> dict:
     for dtype, lm in models.items():
         proto = pt.load(path, lm)
         layout = pt.get_layout(proto.layout)
-        rows = [proto.vectors(i) for i in range(len(proto))]
+        e, m = (torch.stack(v).to(lm.device) for v in zip(*(proto.vectors(i) for i in range(len(proto)))))
         with torch.no_grad():
-            scores = evaluate(lm, layout, {"e": torch.stack([e for e, _ in rows]).to(lm.device), "m": torch.stack([m for _, m in rows]).to(lm.device)},
-                              [t.target_ids for t in proto.texts])
+            scores = evaluate(lm, layout, {"e": e, "m": m}, [t.target_ids for t in proto.texts])
         out[dtype] = {"exact": [a == 1.0 for a in scores.accuracy.tolist()], "margin": scores.margin.tolist()}
     return out
 
