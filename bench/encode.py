@@ -48,6 +48,7 @@ def main():
     p.add_argument("--device")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--recipes", default="fast,paper@em")
+    p.add_argument("--compile", metavar="BACKEND[:MODE]", help="run the steps through torch.compile (as the CLI's --compile)")
     p.add_argument("--compute-dtype", help="run every recipe's forward and backward in this dtype (default: each recipe's own)")
     p.add_argument("--lengths", default="16,32,64,128")
     p.add_argument("--texts", type=int, default=4)
@@ -56,7 +57,7 @@ def main():
     p.add_argument("--source", default="books")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     args = p.parse_args()
-    lm = pt.load_model(args.model, device=args.device, dtype=args.dtype)
+    lm = pt.load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
     lengths = [int(x) for x in args.lengths.split(",")]
     passages = sample_passages(lm, args.source, args.texts, max(lengths), seed=0)
     rows = []

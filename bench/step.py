@@ -1,7 +1,8 @@
 """Cost of one optimiser step (forward + backward over the layout) in fp32 against other ways
 of computing it, side by side: the variants alternate repetition by repetition, so machine noise
-hits all of them. Variants: ``bfloat16`` (bf16 weights), ``compiled`` (fp32 under
-torch.compile; its compile time is reported apart). Each row also gives the cost of a batch
+hits all of them. Variants: a dtype (``bfloat16``: bf16 weights), or DTYPE:BACKEND[:MODE] under
+torch.compile as the CLI's --compile runs the steps (``compiled``: float32:inductor; dynamic shapes,
+so one compile serves every batch above 1; its time is reported apart, as the first step's). Each row also gives the cost of a batch
 against one text in fp32, the price of encoding several starts of a text at once.
 
     .venv/bin/python bench/step.py [--lengths 32,64,128] [--batches 1,4] [--repeats 5] [--variants bfloat16,compiled]
@@ -10,7 +11,6 @@ against one text in fp32, the price of encoding several starts of a text at once
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import time
@@ -35,12 +35,10 @@ def step_seconds(lm, layout, n: int, batch: int) -> float:
 
 
 def variant(name: str, fp32):
-    """The model a variant computes with (fp32 weights compiled, or another dtype's weights)."""
-    if name != "compiled":
-        return pt.load_model(fp32.name, device=str(fp32.device), dtype=name)
-    lm = copy.copy(fp32)
-    lm.model = torch.compile(fp32.model, dynamic=False)
-    return lm
+    """The model a variant computes with: DTYPE, or DTYPE:BACKEND[:MODE] compiled as the CLI's
+    --compile does (``compiled``: float32:inductor)."""
+    dtype, _, compile = ("float32:inductor" if name == "compiled" else name).partition(":")
+    return pt.load_model(fp32.name, device=str(fp32.device), dtype=dtype, compile=compile or None).compiled()
 
 
 def main():
@@ -48,7 +46,8 @@ def main():
     p.add_argument("--lengths", default="32,64,128")
     p.add_argument("--batches", default="1,4")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--variants", default="bfloat16", help="compared with float32: bfloat16, compiled (comma-separated)")
+    p.add_argument("--variants", default="bfloat16", help="compared with float32: DTYPE or DTYPE:BACKEND[:MODE], "
+                   "e.g. bfloat16,compiled,bfloat16:inductor:reduce-overhead (comma-separated)")
     p.add_argument("--model", default=pt.DEFAULT_MODEL)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -80,7 +79,7 @@ def main():
                   + " ".join(f"{x:>12.2f}" for x in rows[-1]["speedup"].values()) + f" {rows[-1]['batch_cost']:>10.2f}",
                   flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"step-{fp32.device.type}-{args.variants.replace(',', '-')}.json"
+    out = args.out / f"step-{fp32.device.type}-{args.variants.replace(',', '-').replace(':', '_')}.json"
     out.write_text(json.dumps({"model": fp32.name, "fingerprint": fp32.fingerprint, "device": str(fp32.device),
                                "threads": torch.get_num_threads(), "rows": rows, "first_step_seconds": warmup}, indent=1))
     print(f"wrote {out}")

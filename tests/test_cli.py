@@ -74,6 +74,8 @@ def bad_inputs(tmp_path, encoded, tiny_path, other_tiny_path):
         "foreign proto": (["verify", tmp_path / "foreign.safetensors"], "not a readable safetensors file"),
         "another model": (["decode", encoded, "--model", other_tiny_path], "were made for model"),
         "bad device": (["decode", encoded, "--device", "nonsense"], "device 'nonsense' is not usable"),
+        "bad compile backend": (["encode", "abc", *m, "--compile", "nonsense"], "'nonsense' is not a torch.compile backend"),
+        "bad compile mode": (["encode", "abc", *m, "--compile", "inductor:fastest"], "mode 'fastest' is not one of"),
         "output folder missing": (["encode", "abc", "--model", tmp_path / "no-such-model", "-o", tmp_path / "no" / "x.proto.safetensors"],
                                   "folder " + str(tmp_path / "no") + " does not exist"),
         "output is a folder": (["encode", "abc", "--model", tmp_path / "no-such-model", "-o", tmp_path], "it is a folder"),
@@ -86,7 +88,8 @@ def bad_inputs(tmp_path, encoded, tiny_path, other_tiny_path):
 
 CASES = ["empty text", "blank text", "too long", "missing file", "not utf-8", "jsonl not a string",
          "jsonl not json", "jsonl no texts", "two inputs", "unknown model", "missing proto",
-         "proto is a folder", "truncated proto", "foreign proto", "another model", "bad device", "output folder missing",
+         "proto is a folder", "truncated proto", "foreign proto", "another model", "bad device", "bad compile backend",
+         "bad compile mode", "output folder missing",
          "output is a folder", "run folder's folder missing", "study folder's folder missing"]
 
 
@@ -109,6 +112,13 @@ def test_unknown_option_values_are_refused_by_the_parser(capsys, option):
         main(["encode", "abc", *option])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("prototokens encode: error: argument") and err.count("\n") == 1
+
+
+def test_compiled_steps_encode_a_file_that_decodes_eagerly(capsys, tiny_path, tmp_path):
+    out = tmp_path / "c.proto.safetensors"
+    code, _, _ = run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, "--compile", "aot_eager", *FAST)
+    assert code == 0 and load(out).texts[0].status == "solved"
+    assert run(capsys, "decode", out, "--model", tiny_path)[1] == "Alice was\n"
 
 
 def test_trajectory_file_has_a_line_per_step(capsys, tiny_path, tmp_path):

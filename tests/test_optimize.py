@@ -363,6 +363,31 @@ def test_a_text_exact_in_float32_but_not_in_bfloat16_is_not_reported_solved(tiny
     assert checked.outcomes[0].status == "unsolved" and checked.outcomes[0].accuracy == 1.0
 
 
+def test_compiled_steps_compile_once_for_a_batch_whose_rows_leave_it(tiny_path):
+    from torch._dynamo.utils import counters
+
+    from prototokens import load_model
+
+    lm = load_model(tiny_path, device="cpu", compile="aot_eager")
+    torch._dynamo.reset()
+    counters.clear()
+    targets = [ids(lm, "Alice"), ids(lm, "Alice was")]
+    proto = encode_ids(lm, targets, recipe=RECIPE, restarts=3, progress=False)
+    assert [t.status for t in proto.texts] == ["solved", "solved"]
+    assert decode_ids(lm, proto) == targets  # read eagerly
+    assert 1 <= counters["stats"]["unique_graphs"] <= 2  # two rows, then one (specialised): not a graph per step
+
+
+def test_a_text_exact_in_the_compiled_pass_but_not_eagerly_is_not_reported_solved(tiny_path, other_tiny_path):
+    from prototokens import load_model
+
+    lm = load_model(other_tiny_path, device="cpu", compile="aot_eager")
+    lm.compiled().forward = load_model(tiny_path, device="cpu").model  # stand-in for compiled kernels that read otherwise
+    target = [ids(lm, "Alice was")]
+    fit = optimize(lm, target, recipe=RECIPE.with_overrides(max_steps=150), progress=False)  # no check dtypes
+    assert fit.outcomes[0].status == "unsolved" and fit.outcomes[0].accuracy == 1.0
+
+
 def _batch_dependent_bf16(tiny_path, other_tiny_path):
     """A model whose bf16 twin writes as its own weights in a batch of several rows and as
     another model's alone: a stand-in for 16-bit kernels that a batch's shape selects."""

@@ -200,7 +200,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     else:
         params = {n: v.detach().float().clone().to(lm.device).requires_grad_() for n, v in begin.items()}
     optimizer = build_optimizer(list(params.values()), recipe, lm)
-    compute = lm.in_dtype(recipe.dtype)
+    compute = compute_model(lm, recipe)
     checks = check_models(lm, recipe)
     polish = polish_models(recipe, compute, checks)
     polishing = set()  # groups (by first member) exact in the compute dtype at least once
@@ -281,17 +281,24 @@ def _race_losers(active: list[int], stopped: set[int], text_of: list[int], recor
     return [a for rivals in going.values() for *_, a in sorted(rivals)[:-1]]
 
 
+def compute_model(lm: FrozenLM, recipe: Recipe) -> FrozenLM:
+    """The model a recipe's steps run through: its dtype's, compiled where ``lm.compile`` asks."""
+    return lm.in_dtype(recipe.dtype).compiled()
+
+
 def check_models(lm: FrozenLM, recipe: Recipe) -> list[FrozenLM]:
     """The models a text exact in the compute pass must also be exact in: one per check dtype,
-    less the compute dtype where its batched pass already reads each text as it would alone."""
-    compute = lm.in_dtype(recipe.dtype)
-    return [c for c in (lm.in_dtype(d) for d in recipe.check_dtypes) if c is not compute or not c.batch_invariant]
+    less the compute dtype where its batched pass already reads each text as it would alone, plus
+    the eager compute dtype where the steps run compiled (a file is read eagerly)."""
+    compute = compute_model(lm, recipe)
+    dtypes = [*recipe.check_dtypes, *([] if compute.compile is None or compute.dtype_name in recipe.check_dtypes else [compute.dtype_name])]
+    return [c for c in (lm.in_dtype(d) for d in dtypes) if c is not compute or not c.batch_invariant]
 
 
 def polish_models(recipe: Recipe, compute: FrozenLM, checks: list[FrozenLM]) -> list[FrozenLM]:
     """What a text exact in the compute dtype also trains through (``recipe.polish``): the other
     check dtypes the hardware computes natively (an emulated bf16 step costs several fp32 ones)."""
-    return [c for c in checks if c is not compute and (c.dtype == torch.float32 or native_bf16(c.device))] if recipe.polish else []
+    return [c for c in checks if c.dtype != compute.dtype and (c.dtype == torch.float32 or native_bf16(c.device))] if recipe.polish else []
 
 
 def _polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe) -> tuple[torch.Tensor, dict]:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .errors import PrototokensError
 from .layout import Arrangement, resolve_layout
 from .model import FrozenLM
-from .optimize import RECHECK, _polished, _read_everywhere, _solved, check_models, evaluate, initial_vectors, polish_models
+from .optimize import RECHECK, _polished, _read_everywhere, _solved, check_models, compute_model, evaluate, initial_vectors, polish_models
 from .optimizers import build_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
 from .proto import read_metadata, read_safetensors, save_atomic
@@ -77,7 +77,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
     n = len(targets)
     params = initial_vectors(lm, recipe, seed, layout.vectors, {name: n for name in layout.vectors})
     optimizer = build_optimizer(list(params.values()), recipe, lm)
-    compute = lm.in_dtype(recipe.dtype)
+    compute = compute_model(lm, recipe)
     checks = check_models(lm, recipe)
     polish = polish_models(recipe, compute, checks)
     # as it reads back from a file; a climb of a polishing recipe kept before stages polished is refused
