@@ -18,6 +18,7 @@
 # JSON lands in $OUT (default bench/results/gpu), the log beside it.
 #
 #     bash bench/gpu.sh [more]     # after ./setup.sh on a machine with CUDA torch
+#     PY=python3 bash bench/gpu.sh   # a machine without network, after bench/offline_kit.sh's unpack
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench/results/gpu}
