@@ -2,9 +2,9 @@
 # Carry what the benchmarks need to a GPU machine without network, in two parts that each fit a
 # transfer limit (LIMIT bytes, default 54 MiB: the device tool carries 64 MiB with the working
 # tree): the embedded model's GGUF file split in two, the gguf wheel that converts it, and the
-# cache of book passages. That machine needs python3 with
-# torch and transformers. Pack here (after ./setup.sh, the sources fetched once), ship DIR/1, unpack
-# it there, then DIR/2; the second unpack joins the model, checks its hash and prints what to run.
+# cache of book passages. That machine needs python3 with torch and transformers. Pack here
+# (after ./setup.sh, the sources fetched once), ship DIR/1, unpack it there, then DIR/2; the
+# second unpack joins the model, checks its hash and prints what to run.
 #
 #     bash bench/offline_kit.sh pack DIR            # here: DIR/1 and DIR/2
 #     bash bench/offline_kit.sh unpack PART DEST    # there: PART is DIR/1, then DIR/2
