@@ -80,7 +80,7 @@ if [[ $what == all || $what == capacity ]]; then
     --max-length 181 -q -o results/capacity/books-austen-progressive-onestep
   # one m shared by the 3 texts under `fast` v6 (eigen-adamw) where the rows above ran fast@2 (AdamW)
   $pt capacity --source books --shared-m --recipe fast@6 --seeds 3 "${common[@]}" -o results/capacity/books-shared-v6
-  # the same on random words: under way, resumes
+  # the same on random words
   $pt capacity --source random --shared-m --recipe fast@6 --seeds 3 "${common[@]}" -o results/capacity/random-shared-v6
   $pt report results/capacity
 fi
