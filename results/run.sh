@@ -69,7 +69,7 @@ if [[ $what == all || $what == capacity ]]; then
   # to resume or rerun it check out commit 164cf18 and run, from there:
   #   $pt capacity --source books --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 5 \
   #     --max-length 181 -q -o results/capacity/books-progressive-onestep
-  # the same climb with polished stages: under way, resumes
+  # the same climb with polished stages (finished)
   $pt capacity --source books --recipe fast@5 --search progressive --steps 10000 --stage-steps 1000 --batch-size 3 --texts 3 \
     --max-length 181 -q -o results/capacity/books-progressive-onestep-polished
   # the same climb on random words, and on Jane Austen's novels (denser passages hold fewer tokens? issue 17's
