@@ -85,6 +85,7 @@ def budget(settings: dict) -> str:
 def _method(settings: dict) -> tuple[str, str]:
     """A run's method and m, as the tables name them."""
     grown = ", progressive" if settings.get("search") == "progressive" else ""
+    grown += ", stages polished" if settings.get("polished_stages") else ""
     if settings["study"] == "capacity":
         return f"one-step{grown}", "shared" if settings.get("shared_m") else "per text"
     return f"cramming ({settings.get('mem', 1)} mem{grown})", "-"
