@@ -290,8 +290,11 @@ def check_models(lm: FrozenLM, recipe: Recipe) -> list[FrozenLM]:
     """The models a text exact in the compute pass must also be exact in: one per check dtype,
     less the compute dtype where its batched pass already reads each text as it would alone, plus
     the eager compute dtype where the steps run compiled (a file is read eagerly)."""
-    compute = compute_model(lm, recipe)
-    dtypes = [*recipe.check_dtypes, *([] if compute.compile is None or compute.dtype_name in recipe.check_dtypes else [compute.dtype_name])]
+    eager = lm.in_dtype(recipe.dtype)
+    compute = eager.compiled()
+    dtypes = list(recipe.check_dtypes)
+    if compute is not eager and eager.dtype_name not in dtypes:
+        dtypes.append(eager.dtype_name)
     return [c for c in (lm.in_dtype(d) for d in dtypes) if c is not compute or not c.batch_invariant]
 
 
