@@ -60,7 +60,7 @@ if [[ $what == all || $what == capacity ]]; then
   $pt capacity --model gemma3-270m --source books --mem 1 --recipe progressive --search progressive --batch-size 1 \
     "${common[@]}" -o results/capacity/books-progressive-cramming-gemma
   # Kuratov et al.'s cramming recipe at its full budget (5000 steps a seed, patience 2000), 2 seeds a length, the
-  # same texts as books-cramming: under way, resumes
+  # same texts as books-cramming (finished)
   $pt capacity --source books --mem 1 --recipe cramming --seeds 2 "${common[@]}" -o results/capacity/books-cramming-5000
   # one-step at the cramming-at-its-best budget (issue 17): progressive growth from 4 tokens (--first's default for
   # one-step), one token a stage of at most 1000 updates, 10000 a text, `fast` v5 with its stop rule at every stage;
