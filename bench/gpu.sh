@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The speed benchmarks on one CUDA GPU, in two commands of at most 10 minutes each (the device
 # tool's limit). Each part runs under its own time limit and writes its JSON row by row, so a part
-# that runs out keeps what it finished and the next one still runs. On an H200 an eager step costs
-# 0.1 s, bound by launching kernels, and torch.compile made it 3.3x faster (bench/RESULTS.md, "One
-# H200"), so the parts run compiled. `bash bench/gpu.sh`, the speed target first:
-#   1. bench/latency.py at N = 64 with the steps compiled (`--compile`): the target's own
-#      measurement (3 book passages, 3 model-generated texts, each encoded alone from the CLI, in
-#      this GPU's eager fp32-step equivalents, each file decoded eagerly in float32 and bfloat16);
-#      the first text pays the compile, the others find it in inductor's on-disk cache;
-#   2. the same with 8 raced starts a seed (`--starts 8`: here a batch of 8 costs about one text);
-#   3. bench/step.py: eager fp32 and bf16 against bf16 compiled, with and without CUDA graphs.
+# that runs out keeps what it finished and the next one still runs. On an H200 an eager step is
+# bound by launching kernels, and compiling the decoder layers makes it 2.3x faster after a 9 s
+# compile (bench/RESULTS.md, "Regional compilation"), so the parts run compiled. `bash bench/gpu.sh`,
+# the speed target first:
+#   1. bench/latency.py at N = 64 with the steps compiled (`--compile`) and 8 raced starts a seed
+#      (`--starts 8`: here a batch of 8 costs about one text): the target's own measurement
+#      (3 book passages, 3 model-generated texts, each encoded alone from the CLI, in this GPU's
+#      eager fp32-step equivalents, each file decoded eagerly in float32 and bfloat16); the first
+#      text pays the compile, the others find it in inductor's on-disk cache;
+#   2. the same with one start a seed;
+#   3. bench/step.py: eager fp32 and bf16 against bf16 compiled.
 # `bash bench/gpu.sh more`, the rest:
 #   4. bench/latency.py at N = 128 (3 book passages), compiled and raced;
 #   5. bench/encode.py (Table 4), compiled: the default and the paper's recipe side by side, bf16,
@@ -32,13 +34,13 @@ part() {  # part SECONDS SCRIPT ARGS...: one benchmark under its time limit; its
 }
 {
   "$py" -c "import torch; assert torch.cuda.is_available(), 'bench/gpu.sh needs a CUDA GPU'; print(torch.cuda.get_device_name(), 'torch', torch.__version__)" || exit 1
-  part 90 -c "import prototokens as pt; print(pt.load_model().name)"  # converts the GGUF model once
+  part 45 -c "import prototokens as pt; print(pt.load_model().name)"  # converts the GGUF model once
   if [[ ${1:-} != more ]]; then
-    part 240 bench/latency.py --device cuda --n 64 --texts books:3,generated:3 --recipes "fast:--compile" --out "$out/compiled"
-    part 150 bench/latency.py --device cuda --n 64 --texts books:3,generated:3 --recipes "fast:--compile --starts 8" \
+    part 330 bench/latency.py --device cuda --n 64 --texts books:3,generated:3 --recipes "fast:--compile --starts 8" \
         --out "$out/compiled-race8"
-    part 60 bench/step.py --device cuda --lengths 64 --batches 1,8 \
-        --variants bfloat16,bfloat16:inductor,bfloat16:inductor:reduce-overhead --out "$out"
+    part 140 bench/latency.py --device cuda --n 64 --texts books:3,generated:3 --recipes "fast:--compile" --out "$out/compiled"
+    part 50 bench/step.py --device cuda --lengths 64 --batches 1,8 \
+        --variants bfloat16,bfloat16:inductor --out "$out"
   else
     part 240 bench/latency.py --device cuda --n 128 --texts books:3 --recipes "fast:--compile --starts 8" \
         --out "$out/compiled-race8"

@@ -47,7 +47,7 @@ def main():
     p.add_argument("--batches", default="1,4")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--variants", default="bfloat16", help="compared with float32: DTYPE or DTYPE:BACKEND[:MODE], "
-                   "e.g. bfloat16,compiled,bfloat16:inductor:reduce-overhead (comma-separated)")
+                   "e.g. bfloat16,compiled,bfloat16:inductor (comma-separated)")
     p.add_argument("--model", default=pt.DEFAULT_MODEL)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--out", type=Path, default=Path("bench/results"))

@@ -378,6 +378,19 @@ def test_compiled_steps_compile_once_for_a_batch_whose_rows_leave_it(tiny_path):
     assert 1 <= counters["stats"]["unique_graphs"] <= 2  # two rows, then one (specialised): not a graph per step
 
 
+def test_compiling_shares_the_weights_compiles_the_decoder_layers_and_leaves_the_model_eager(tiny_path):
+    from prototokens import load_model
+
+    lm = load_model(tiny_path, device="cpu", compile="aot_eager")
+    twin = lm.compiled().forward
+    assert twin is not lm.model and all(a is b for a, b in zip(twin.parameters(), lm.model.parameters(), strict=True))
+    assert all(layer._compiled_call_impl is not None for layer in twin.model.layers)
+    assert twin._compiled_call_impl is None  # the embedding and the LM head run eagerly
+    assert all(m._compiled_call_impl is None for m in lm.model.modules())
+    with pytest.raises(TypeError, match="one dtype"):
+        lm.compiled().in_dtype("bfloat16")
+
+
 def test_a_text_exact_in_the_compiled_pass_but_not_eagerly_is_not_reported_solved(tiny_path, other_tiny_path):
     from prototokens import load_model
 

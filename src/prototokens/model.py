@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -69,10 +70,11 @@ class FrozenLM:
 
     def __init__(self, model, tokenizer, name: str, compile: str | None = None):
         self.model = model.eval().requires_grad_(False)
+        self.forward = self.model  # what :meth:`logits` runs: the model, or its compiled twin
         self.tokenizer = tokenizer
         self.name = name
         # how the optimiser's compute pass is compiled (:meth:`compiled`): a torch.compile backend,
-        # and after a colon its mode ("inductor:reduce-overhead" adds CUDA graphs); None: eager.
+        # and after a colon its mode; None: eager.
         # Checks and decoding always run eager, as a file is read.
         self.compile = compile
 
@@ -99,10 +101,10 @@ class FrozenLM:
         return twins[dtype]
 
     def compiled(self) -> "FrozenLM":
-        """This model's forward (and so its backward) under torch.compile as :attr:`compile`
-        says (itself if None): the same weights, compiled once for shapes that vary (rows leaving
-        a batch, a sweep's lengths) and kept. Worth it where launching kernels bounds a step (a
-        GPU: 3.3x at N = 64, bench/RESULTS.md), after about a minute's compile."""
+        """This model with its repeated blocks under torch.compile as :attr:`compile` says
+        (itself if None): the same weights, compiled once for shapes that vary (rows leaving a
+        batch, a sweep's lengths) and kept. Worth it where launching kernels bounds a step (a
+        GPU: 2.3x at N = 64, after a compile of 9 s; bench/RESULTS.md)."""
         if self.compile is None:
             return self
         if "_compiled" not in self.__dict__:
@@ -176,7 +178,7 @@ class FrozenLM:
 
     def logits(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """One causal forward pass over embeddings (B, L, d), positions 0..L-1."""
-        return self.model(inputs_embeds=inputs_embeds.to(self.dtype), use_cache=False).logits
+        return self.forward(inputs_embeds=inputs_embeds.to(self.dtype), use_cache=False).logits
 
     @torch.inference_mode()
     def greedy_batch(self, inputs_embeds: torch.Tensor, n_tokens: int) -> torch.Tensor:
@@ -214,15 +216,25 @@ class FrozenLM:
 
 
 class CompiledLM(FrozenLM):
-    """A FrozenLM whose logits come from its compiled forward (:meth:`FrozenLM.compiled`)."""
+    """A FrozenLM whose logits come from a compiled twin of its model (:meth:`FrozenLM.compiled`).
+
+    Only the repeated blocks compile (the classes the model lists in ``_no_split_modules``: its
+    decoder layers), and all of them share one graph, so a compile traces one layer rather than
+    the whole model: 9 s where the whole model took over 50 (an H200, bench/RESULTS.md), with
+    the embedding and the LM head, a few large kernels, left eager. A model that names no such
+    block compiles whole. The twin shares the weights; the eager model stays eager."""
 
     def __init__(self, eager: FrozenLM):
         super().__init__(eager.model, eager.tokenizer, eager.name, eager.compile)
         backend, _, mode = eager.compile.partition(":")
-        self.forward = torch.compile(eager.model, backend=backend, mode=mode or None, dynamic=True)
+        shared = {id(t): t for t in itertools.chain(eager.model.parameters(), eager.model.buffers())}
+        self.forward = copy.deepcopy(eager.model, shared)
+        blocks = set(getattr(self.forward, "_no_split_modules", None) or ())
+        for module in [m for m in self.forward.modules() if type(m).__name__ in blocks] or [self.forward]:
+            module.compile(backend=backend, mode=mode or None, dynamic=True)
 
-    def logits(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
-        return self.forward(inputs_embeds=inputs_embeds.to(self.dtype), use_cache=False).logits
+    def in_dtype(self, dtype):
+        raise TypeError("a compiled model computes in one dtype: cast its eager model, then compile that")
 
     @property
     def batch_invariant(self) -> bool:
