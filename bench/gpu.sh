@@ -11,7 +11,9 @@
 #      eager fp32-step equivalents, each file decoded eagerly in float32 and bfloat16); the first
 #      text pays the compile, the others find it in inductor's on-disk cache;
 #   2. the capacity issue's question at the paper's budget: do three book passages of 128 tokens
-#      fit one-step in 5000 steps (`prototokens capacity --grid 128`, compiled, one batch)?
+#      fit one-step in 5000 steps? (`prototokens capacity --grid 64,128 --search bisect`, compiled,
+#      one batch: 64, then 128, then bisected between a text's pass and its failure; the records
+#      resume, so a later run goes on where this one stopped)
 # `bash bench/gpu.sh more`, the rest:
 #   3. bench/latency.py at N = 128 (3 book passages), compiled and raced;
 #   4. bench/encode.py (Table 4), compiled: the default and the paper's recipe side by side, bf16,
@@ -39,8 +41,8 @@ part() {  # part SECONDS SCRIPT ARGS...: one benchmark under its time limit; its
   if [[ ${1:-} != more ]]; then
     part 280 bench/latency.py --device cuda --n 64 --texts books:3,generated:3 --recipes "fast:--compile --starts 8" \
         --out "$out/compiled-race8"
-    part 230 -m prototokens.cli capacity --device cuda --compile --source books --texts 3 --grid 128 --steps 5000 \
-        --budget-tokens off --patience 5000 --batch-size 3 -q -o "$out/capacity-books-128"
+    part 230 -m prototokens.cli capacity --device cuda --compile --source books --texts 3 --grid 64,128 --search bisect \
+        --steps 5000 --budget-tokens off --patience 5000 --batch-size 3 -q -o "$out/capacity-books-5000"
   else
     part 200 bench/latency.py --device cuda --n 128 --texts books:3 --recipes "fast:--compile --starts 8" \
         --out "$out/compiled-race8"
