@@ -82,6 +82,9 @@ if [[ $what == all || $what == capacity ]]; then
   $pt capacity --source books --shared-m --recipe fast@6 --seeds 3 "${common[@]}" -o results/capacity/books-shared-v6
   # the same on random words
   $pt capacity --source random --shared-m --recipe fast@6 --seeds 3 "${common[@]}" -o results/capacity/random-shared-v6
+  # the same recipe at the paper's budget (5000 steps a seed, patience 1000), from 32 (passed above) on
+  $pt capacity --source random --shared-m --recipe fast@6 --steps 5000 --patience 1000 --seeds 2 --texts 3 \
+    --grid 32,45,64 -q -o results/capacity/random-shared-5000
   $pt report results/capacity
 fi
 
