@@ -1,8 +1,8 @@
 """What torch.compile costs and gives on one device: the first step (the compile) and the median
 step of a model of SmolLM2-135M's shape with random weights (timings do not depend on the values,
 and no weights need carrying to a GPU without network), for a batch of 1 and then of 8, N = 64.
-Ways: ``eager``; ``regional``, each decoder layer compiled as ``--compile`` does (one graph for all
-30); ``whole``, the whole model compiled, as ``--compile`` did before. One JSON line per way and
+Ways: ``eager``; ``regional``, the decoder layers compiled by ``--compile``'s own code
+(:meth:`FrozenLM.compiled`: one graph for all 30); ``whole``, the whole model compiled, as ``--compile`` did before. One JSON line per way and
 batch, printed as it is measured, so a way stopped by a time limit still leaves its first lines.
 
     python bench/compile_cost.py WAY [--dtype bfloat16] [--device cuda] [--mode reduce-overhead]
@@ -17,6 +17,8 @@ import time
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
+
+from prototokens.model import FrozenLM
 
 SMOLLM2_135M = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                            num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
@@ -36,8 +38,8 @@ def main():
     if args.way == "whole":
         model = torch.compile(model, dynamic=True, mode=args.mode)
     elif args.way == "regional":
-        for layer in model.model.layers:
-            layer.compile(dynamic=True, mode=args.mode)
+        spec = f"inductor:{args.mode}" if args.mode else "inductor"
+        model = FrozenLM(model, None, "random SmolLM2-135M", compile=spec).compiled().forward
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else lambda: None
 
     def step(batch: int) -> float:
