@@ -131,9 +131,9 @@ def test_a_start_that_solves_ends_its_texts_race(tiny):
     assert decode_ids(tiny, encode_ids(tiny, [short], recipe=recipe, progress=False)) == [short]
 
 
-def test_race_steps_scale_with_the_length_and_bad_starts_are_refused():
-    recipe = RECIPE.with_overrides(starts=2, race_steps=100, budget_tokens=32)
-    assert (recipe.at_length(32).race_steps, recipe.at_length(64).race_steps) == (100, 200)
+def test_the_race_keeps_its_length_where_the_budget_grows_and_bad_starts_are_refused():
+    recipe = RECIPE.with_overrides(max_steps=1000, starts=2, race_steps=100, budget_tokens=32)
+    assert [(recipe.at_length(n).max_steps, recipe.at_length(n).race_steps) for n in (32, 64)] == [(1000, 100), (2000, 100)]
     with pytest.raises(PrototokensError, match="starts and race_steps must be at least 1"):
         RECIPE.with_overrides(starts=0)
 

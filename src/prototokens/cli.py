@@ -91,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                        "never (the paper's fixed budget)")
         q.add_argument("--starts", type=_positive_int, help="starts raced per text and seed, one batch row each; after "
                        "--race-steps only the most advanced goes on (default: the recipe's; fast: 1)")
-        q.add_argument("--race-steps", type=_positive_int, help="steps the starts race for, for a text of up to --budget-tokens "
-                       "tokens (default: the recipe's; fast: 100)")
+        q.add_argument("--race-steps", type=_positive_int, help="steps the starts race for, at every length "
+                       "(default: the recipe's; fast: 100)")
         q.add_argument("--init", type=_init, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start "
                        "token; encoder:PATH (encode only): the output of a trained encoder (its folder or file)")
         q.add_argument("--seed", type=int, default=0)
