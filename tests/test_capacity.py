@@ -53,12 +53,12 @@ def test_a_rerun_skips_what_is_done(tiny, tmp_path):
 
 
 def test_a_folder_written_before_recipes_had_versions_still_resumes(tiny, tmp_path):
-    # AdamW, one budget for every length: the only ones before recipes named an optimiser or a budget length
-    adamw = RECIPE.with_overrides(optimizer="adamw", budget_tokens="off")
+    # AdamW, one budget for every length, one start: the only ones before recipes named an optimiser, a budget length or starts
+    adamw = RECIPE.with_overrides(optimizer="adamw", budget_tokens="off", starts=1, race_above=0)
     capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=adamw, progress=False)
     settings = json.loads((tmp_path / "run.json").read_text())
-    assert settings["recipe"]["version"] == 7
-    for field in ("version", "optimizer", "budget_tokens"):  # as run folders were written before
+    assert settings["recipe"]["version"] == 8
+    for field in ("version", "optimizer", "budget_tokens", "starts", "race_steps", "race_above"):  # as run folders were written before
         del settings["recipe"][field]
     (tmp_path / "run.json").write_text(json.dumps(settings))
     before = (tmp_path / "records.jsonl").read_text()

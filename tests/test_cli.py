@@ -198,7 +198,7 @@ def test_budget_tokens_off_gives_every_length_the_same_steps(capsys, tiny_path, 
     out = tmp_path / "b.proto.safetensors"
     assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--budget-tokens", "off")[0] == 0
     recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
-    assert recipe["budget_tokens"] is None and recipe["max_steps"] == 300 and recipe["version"] == 7
+    assert recipe["budget_tokens"] is None and recipe["max_steps"] == 300 and recipe["version"] == 8
 
 
 def test_patience_off_is_the_papers_fixed_budget(capsys, tiny_path, tmp_path):

@@ -91,7 +91,7 @@ def test_restarts_try_new_seeds_only_for_unsolved_texts(tiny):
 
 
 def test_a_longer_text_gets_steps_and_patience_scaled_with_its_length(tiny):
-    budget = RECIPE.with_overrides(max_steps=6, patience=40, margin=1e9, budget_tokens=4)  # never solved
+    budget = RECIPE.with_overrides(max_steps=6, patience=40, margin=1e9, budget_tokens=4, starts=1)  # never solved
     assert (budget.at_length(3), budget.at_length(4)) == (budget, budget)
     assert (budget.at_length(6).max_steps, budget.at_length(6).patience, get_recipe("fast@6").at_length(64).max_steps) == (9, 60, 1000)
     target = ids(tiny, TEXTS[0] + " very tired of sitting")
@@ -107,7 +107,7 @@ def test_a_longer_text_gets_steps_and_patience_scaled_with_its_length(tiny):
 def test_raced_starts_keep_only_the_most_advanced_after_the_race(tiny):
     target = ids(tiny, "Of Man's first disobedience, and the fruit of that forbidden tree.")
     never = RECIPE.with_overrides(max_steps=30, margin=1e9, patience=OFF)  # never solved
-    race = optimize(tiny, [target], recipe=never.with_overrides(starts=3, race_steps=10), progress=False, trajectory=True)
+    race = optimize(tiny, [target], recipe=never.with_overrides(starts=3, race_steps=10, race_above=0), progress=False, trajectory=True)
     steps = race.trajectory[0]
     assert {(t.seed, t.start) for t in steps if t.step <= 10} == {(0, 0), (0, 1), (0, 2)}
     (winner,) = {t.start for t in steps if t.step > 10}
@@ -123,7 +123,7 @@ def test_raced_starts_keep_only_the_most_advanced_after_the_race(tiny):
 
 def test_a_start_that_solves_ends_its_texts_race(tiny):
     short, long = ids(tiny, "Alice was"), ids(tiny, "Of Man's first disobedience, and the fruit of that")
-    recipe = RECIPE.with_overrides(max_steps=200, starts=2, race_steps=150)
+    recipe = RECIPE.with_overrides(max_steps=200, starts=2, race_steps=150, race_above=0)
     fit = optimize(tiny, [short, long], recipe=recipe, progress=False, trajectory=True)
     assert fit.outcomes[0].solved and fit.outcomes[0].steps < 150
     assert fit.outcomes[0].total_steps == 2 * fit.outcomes[0].steps  # both starts stopped at the solve
@@ -134,6 +134,8 @@ def test_a_start_that_solves_ends_its_texts_race(tiny):
 def test_the_race_keeps_its_length_where_the_budget_grows_and_bad_starts_are_refused():
     recipe = RECIPE.with_overrides(max_steps=1000, starts=2, race_steps=100, budget_tokens=32)
     assert [(recipe.at_length(n).max_steps, recipe.at_length(n).race_steps) for n in (32, 64)] == [(1000, 100), (2000, 100)]
+    fast = get_recipe("fast")  # races only texts longer than race_above
+    assert [(fast.at_length(n).starts, fast.at_length(n).max_steps) for n in (16, 32, 33, 64)] == [(1, 1000), (1, 1000), (4, 1031), (4, 2000)]
     with pytest.raises(PrototokensError, match="starts and race_steps must be at least 1"):
         RECIPE.with_overrides(starts=0)
 
@@ -216,12 +218,12 @@ def test_overrides_rename_a_recipe_once_and_only_when_a_value_changes():
 
 def test_a_recipe_names_its_version_and_old_records_without_one_still_match():
     fast = get_recipe("fast")
-    assert fast.version == 7 and fast.to_dict()["version"] == 7 and fast.label == "fast v7"
-    assert fast.with_overrides(max_steps=10).version == 7  # a custom recipe keeps its base's version
+    assert fast.version == 8 and fast.to_dict()["version"] == 8 and fast.label == "fast v8"
+    assert fast.with_overrides(max_steps=10).version == 8  # a custom recipe keeps its base's version
     adamw = get_recipe("fast@5")  # records older than versions and optimisers were made with AdamW
     old = {k: v for k, v in adamw.to_dict().items() if k not in ("version", "optimizer")}
     assert same_recipe(old, adamw.to_dict()) and label(old) == "fast" and not same_recipe(old, fast.to_dict())
-    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=8).to_dict())
+    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=9).to_dict())
     assert not same_recipe(old, adamw.with_overrides(lr=1e-2).to_dict())
     assert Recipe.from_dict(fast.to_dict()) == fast
 
@@ -234,8 +236,9 @@ def test_an_earlier_version_of_a_preset_is_the_one_its_committed_runs_recorded(v
     recorded = recorded.get("config", recorded)["recipe"]
     assert same_recipe(recorded, get_recipe(f"fast@{version}").to_dict())
     assert get_recipe(f"fast@{version}").label == f"fast v{version}"
-    assert get_recipe("fast@7") == get_recipe("fast")
-    for bad, message in (("fast@9", "recipe fast has no version '9'; it has: 1, 2, 3, 4, 5, 6, 7"),
+    assert get_recipe("fast@8") == get_recipe("fast")
+    assert get_recipe("fast@7") == dataclasses.replace(get_recipe("fast"), version=7, starts=1, race_above=0)  # v7 raced nothing
+    for bad, message in (("fast@9", "recipe fast has no version '9'; it has: 1, 2, 3, 4, 5, 6, 7, 8"),
                          ("paper@2", "recipe paper has no version '2'; it has: 1"), ("slow@1", "unknown recipe 'slow@1'")):
         with pytest.raises(PrototokensError, match=message):
             get_recipe(bad)

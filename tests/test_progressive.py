@@ -74,7 +74,7 @@ def test_a_progressive_sweep_records_each_texts_horizon_and_failure_and_resumes(
     with pytest.raises(PrototokensError, match="one seed and one start per text"):
         capacity.sweep(tiny, texts, tmp_path / "two", **args | {"seeds": 2})
     with pytest.raises(PrototokensError, match="one seed and one start per text"):
-        capacity.sweep(tiny, texts, tmp_path / "raced", **args | {"recipe": args["recipe"].with_overrides(starts=2)})
+        capacity.sweep(tiny, texts, tmp_path / "raced", **args | {"recipe": args["recipe"].with_overrides(starts=2, race_above=0)})
 
 
 def test_a_one_step_progressive_sweep_starts_at_the_grids_first_length(tiny, tmp_path):

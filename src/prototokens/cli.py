@@ -89,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                        "written: FOCUS x (1 - its accuracy)")
         q.add_argument("--patience", type=_count_or_off, help="give a seed up after this many steps without progress; off: "
                        "never (the paper's fixed budget)")
-        q.add_argument("--starts", type=_positive_int, help="starts raced per text and seed, one batch row each; after "
-                       "--race-steps only the most advanced goes on (default: the recipe's; fast: 1)")
+        q.add_argument("--starts", type=_positive_int, help="starts raced per text and seed, one batch row each, at every "
+                       "length; after --race-steps only the most advanced goes on (default: the recipe's; fast: 4 beyond 32 tokens, 1 up to 32)")
         q.add_argument("--race-steps", type=_positive_int, help="steps the starts race for, at every length "
                        "(default: the recipe's; fast: 100)")
         q.add_argument("--init", type=_init, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start "
@@ -294,7 +294,8 @@ def _overrides(args) -> dict:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
                 patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
-                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts, race_steps=args.race_steps)
+                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts, race_steps=args.race_steps,
+                race_above=None if args.starts is None else 0)
 
 
 def _encode_options(args) -> dict:

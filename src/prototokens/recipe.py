@@ -80,6 +80,9 @@ class Recipe:
     # the same at every length: at 64 tokens the start ahead at step 100 was the one that went on
     # to solve on 10 of 10 texts, where 50 steps picked 8 (bench/early_stop.py --race)
     race_steps: int = 100
+    # texts of at most this many tokens run one start a seed whatever ``starts`` says: short texts
+    # seldom lose a first seed, and a race would cost them up to ``starts`` times their solve
+    race_above: int = 0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -114,9 +117,11 @@ class Recipe:
         return self.lr * (self.lr_floor + (1 - self.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def at_length(self, n_tokens: int) -> "Recipe":
-        """The recipe a text of ``n_tokens`` runs: with ``budget_tokens``, a longer text's
-        max_steps and patience scaled by n_tokens / budget_tokens (the warm-up and the race stay
-        as they are)."""
+        """The recipe a text of ``n_tokens`` runs: one start a seed up to ``race_above`` tokens;
+        with ``budget_tokens``, a longer text's max_steps and patience scaled by n_tokens /
+        budget_tokens (the warm-up and the race's length stay as they are)."""
+        if n_tokens <= self.race_above and self.starts > 1:
+            return replace(self, starts=1).at_length(n_tokens)
         if self.budget_tokens is None or n_tokens <= self.budget_tokens:
             return self
         scale = n_tokens / self.budget_tokens
@@ -193,9 +198,11 @@ RECIPES = {
     # v6: AdamW in the eigenbasis of each vector's gradient covariance (eigen-adamw; on two sets
     # of 8 unselected 32-token texts, 8 of 8 solved and 0.56-0.64x v4's median steps, bench/RESULTS.md);
     # v7: 1000 steps and patience 200 up to 32 tokens, scaled with the length beyond (at 64 tokens
-    # v6 solved 3 of 6 texts, 2000 steps and patience 400 solved all 6: bench/RESULTS.md)
-    "fast": Recipe("fast", version=7, optimizer="eigen-adamw", lr=0.22, relative_lr=True, betas=(0.9, 0.99),
-                   weight_decay=0.01, max_steps=1000, budget_tokens=32,
+    # v6 solved 3 of 6 texts, 2000 steps and patience 400 solved all 6: bench/RESULTS.md);
+    # v8: beyond 32 tokens 4 starts a seed race for 100 steps (at 64 tokens on an AMX CPU, 6 of 6
+    # solved, the first seed's survivor solving 4, where one start a seed solved 1: bench/RESULTS.md)
+    "fast": Recipe("fast", version=8, optimizer="eigen-adamw", lr=0.22, relative_lr=True, betas=(0.9, 0.99),
+                   weight_decay=0.01, max_steps=1000, budget_tokens=32, starts=4, race_above=32,
                    init="start", schedule="cosine", first_weight=4.0, patience=200, dtype="auto",
                    check_dtypes=("float32", "bfloat16"), margin=0.3, polish=True),
     # FusionBrainLab/progressive_cramming's settings for its paper runs (README, "Reproducing the
@@ -207,10 +214,12 @@ RECIPES = {
 DEFAULT_RECIPE = "fast"
 # what each earlier version of a preset set otherwise, so that NAME@VERSION (fast@3) rebuilds it:
 # a run started under an old version resumes with it after the preset has moved on
-FIXED = {"budget_tokens": None}
+ONE_START = {"starts": 1, "race_above": 0}
+FIXED = ONE_START | {"budget_tokens": None}
 ADAMW = FIXED | {"optimizer": "adamw"}
 ABSOLUTE = ADAMW | {"lr": 3e-2, "relative_lr": False}
 EARLIER = {"fast": {
+    7: ONE_START,
     6: FIXED,
     5: ADAMW,
     4: ABSOLUTE,

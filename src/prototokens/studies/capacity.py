@@ -181,7 +181,8 @@ def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[in
     if shared and "m" not in layout.vectors:
         raise PrototokensError(f"{layout.name} has no m to share")
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
-    if search == "progressive" and (shared or seeds != 1 or recipe.starts != 1):
+    # a stage past the first starts from the last, so only a race asked at every length is refused
+    if search == "progressive" and (shared or seeds != 1 or (recipe.starts != 1 and not recipe.race_above)):
         raise PrototokensError("a progressive search runs one seed and one start per text and shares nothing")
     first = first or (1 if isinstance(layout, Cramming) else grid[0])
     run_folder = RunFolder(folder, settings(lm, source, texts, grid, seeds, shared, recipe, layout, search, first, grow,
