@@ -120,12 +120,11 @@ class Recipe:
         """The recipe a text of ``n_tokens`` runs: one start a seed up to ``race_above`` tokens;
         with ``budget_tokens``, a longer text's max_steps and patience scaled by n_tokens /
         budget_tokens (the warm-up and the race's length stay as they are)."""
-        if n_tokens <= self.race_above and self.starts > 1:
-            return replace(self, starts=1).at_length(n_tokens)
-        if self.budget_tokens is None or n_tokens <= self.budget_tokens:
-            return self
-        scale = n_tokens / self.budget_tokens
-        return replace(self, max_steps=round(self.max_steps * scale), patience=None if self.patience is None else round(self.patience * scale))
+        recipe = replace(self, starts=1) if n_tokens <= self.race_above and self.starts > 1 else self
+        if recipe.budget_tokens is None or n_tokens <= recipe.budget_tokens:
+            return recipe
+        scale = n_tokens / recipe.budget_tokens
+        return replace(recipe, max_steps=round(recipe.max_steps * scale), patience=None if recipe.patience is None else round(recipe.patience * scale))
 
     def for_model(self, lm) -> "Recipe":
         """This recipe with its lr absolute for the FrozenLM ``lm``."""

@@ -181,7 +181,8 @@ def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[in
     if shared and "m" not in layout.vectors:
         raise PrototokensError(f"{layout.name} has no m to share")
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
-    # a stage past the first starts from the last, so only a race asked at every length is refused
+    # progressive.py's climb runs one start a text: a race asked at every length (--starts) is
+    # refused, and a preset's race beyond race_above (fast v8) goes unused
     if search == "progressive" and (shared or seeds != 1 or (recipe.starts != 1 and not recipe.race_above)):
         raise PrototokensError("a progressive search runs one seed and one start per text and shares nothing")
     first = first or (1 if isinstance(layout, Cramming) else grid[0])
