@@ -2,7 +2,7 @@
 step of a model of SmolLM2-135M's shape with random weights (timings do not depend on the values,
 and no weights need carrying to a GPU without network), for a batch of 1 and then of 8, N = 64.
 Ways: ``eager``; ``regional``, the decoder layers compiled by ``--compile``'s own code
-(:meth:`FrozenLM.compiled`: one graph for all 30); ``whole``, the whole model compiled, as ``--compile`` did before. One JSON line per way and
+(:meth:`FrozenLM.for_steps`: one graph for all 30); ``whole``, the whole model compiled, as ``--compile`` did before. One JSON line per way and
 batch, printed as it is measured, so a way stopped by a time limit still leaves its first lines.
 
     python bench/compile_cost.py WAY [--dtype bfloat16] [--device cuda] [--mode reduce-overhead]
@@ -39,7 +39,7 @@ def main():
         model = torch.compile(model, dynamic=True, mode=args.mode)
     elif args.way == "regional":
         spec = f"inductor:{args.mode}" if args.mode else "inductor"
-        model = FrozenLM(model, None, "random SmolLM2-135M", compile=spec).compiled().forward
+        model = FrozenLM(model, None, "random SmolLM2-135M", compile=spec).for_steps().forward
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else lambda: None
 
     def step(batch: int) -> float:

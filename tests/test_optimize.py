@@ -40,7 +40,8 @@ def test_e_only_writes_one_token_everywhere_as_in_table_1(tiny):
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_batched_equals_one_at_a_time_with_unequal_lengths(tiny, optimizer):
     # Short prefixes that any random init of the tiny model learns well inside the budget; what
-    # must agree is the outcome and the early path, not step counts a last-bit difference can move.
+    # must agree is the outcome and the early path, not step counts a last-bit difference can move
+    # (a row's gradient, and its softmax over a padded batch, differ from its own in the last bits).
     targets = [ids(tiny, t)[:k] for t, k in zip(TEXTS, (5, 4, 3))]
     assert len({len(t) for t in targets}) > 1
     options = dict(recipe=RECIPE.with_overrides(optimizer=optimizer), restarts=2, trajectory=True, progress=False)
@@ -50,7 +51,7 @@ def test_batched_equals_one_at_a_time_with_unequal_lengths(tiny, optimizer):
         alone = encode_ids(tiny, [target], **options)
         assert alone.texts[0].status == together.texts[i].status
         early = [[t.loss for t in trajectory[:20]] for trajectory in (alone.trajectory[0], together.trajectory[i])]
-        torch.testing.assert_close(torch.tensor(early[0]), torch.tensor(early[1]), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(torch.tensor(early[0]), torch.tensor(early[1]), rtol=1e-3, atol=1e-4)
         assert decode_ids(tiny, alone) == decode_ids(tiny, together)[i: i + 1] == [target]
 
 
@@ -385,20 +386,20 @@ def test_compiling_shares_the_weights_compiles_the_decoder_layers_and_leaves_the
     from prototokens import load_model
 
     lm = load_model(tiny_path, device="cpu", compile="aot_eager")
-    twin = lm.compiled().forward
+    twin = lm.for_steps().forward
     assert twin is not lm.model and all(a is b for a, b in zip(twin.parameters(), lm.model.parameters(), strict=True))
     assert all(layer._compiled_call_impl is not None for layer in twin.model.layers)
     assert twin._compiled_call_impl is None  # the embedding and the LM head run eagerly
     assert all(m._compiled_call_impl is None for m in lm.model.modules())
     with pytest.raises(TypeError, match="one dtype"):
-        lm.compiled().in_dtype("bfloat16")
+        lm.for_steps().in_dtype("bfloat16")
 
 
 def test_a_text_exact_in_the_compiled_pass_but_not_eagerly_is_not_reported_solved(tiny_path, other_tiny_path):
     from prototokens import load_model
 
     lm = load_model(other_tiny_path, device="cpu", compile="aot_eager")
-    lm.compiled().forward = load_model(tiny_path, device="cpu").model  # stand-in for compiled kernels that read otherwise
+    lm.for_steps().forward = load_model(tiny_path, device="cpu").model  # stand-in for compiled kernels that read otherwise
     target = [ids(lm, "Alice was")]
     fit = optimize(lm, target, recipe=RECIPE.with_overrides(max_steps=150), progress=False)  # no check dtypes
     assert fit.outcomes[0].status == "unsolved" and fit.outcomes[0].accuracy == 1.0
@@ -406,13 +407,15 @@ def test_a_text_exact_in_the_compiled_pass_but_not_eagerly_is_not_reported_solve
 
 def _batch_dependent_bf16(tiny_path, other_tiny_path):
     """A model whose bf16 twin writes as its own weights in a batch of several rows and as
-    another model's alone: a stand-in for 16-bit kernels that a batch's shape selects."""
+    another model's alone: a stand-in for 16-bit kernels that a batch's shape selects. Its steps
+    run through it, as on a GPU (on a CPU they run through a twin, which the model itself checks)."""
     from prototokens import load_model
 
     lm = load_model(tiny_path, device="cpu")
     twin, alone = lm.in_dtype("bfloat16"), load_model(other_tiny_path, device="cpu", dtype="bfloat16")
     batched = twin.logits
     twin.logits = lambda z: batched(z) if z.shape[0] > 1 else alone.logits(z)
+    twin._stepper = twin
     return lm
 
 
@@ -483,3 +486,20 @@ def test_a_bf16_twin_is_the_model_a_bf16_load_gives_rope_frequencies_included(ti
     assert all(torch.equal(p, q) for p, q in zip(twin.model.parameters(), loaded.model.parameters()))
     z = torch.randn(2, 40, twin.d_model, generator=torch.Generator().manual_seed(0)) * twin.embedding_std
     assert torch.equal(twin.logits(z.bfloat16()), loaded.logits(z.bfloat16()))  # one computation, on one machine
+
+
+def test_bf16_steps_on_a_cpu_run_a_twin_with_float32_attention_and_the_model_itself_checks(tiny_path):
+    from prototokens import load_model
+    from prototokens.optimize import check_models, compute_model
+
+    lm = load_model(tiny_path, device="cpu")
+    bf16 = lm.in_dtype("bfloat16")
+    steps = bf16.for_steps()
+    assert lm.for_steps() is lm and steps is not bf16 and steps.for_steps() is steps
+    assert steps.forward.config._attn_implementation == "sdpa_float32" != bf16.model.config._attn_implementation
+    assert all(a is b for a, b in zip(steps.forward.parameters(), bf16.model.parameters(), strict=True))
+    z = (torch.randn(2, 40, bf16.d_model, generator=torch.Generator().manual_seed(0)) * bf16.embedding_std).bfloat16()
+    own, twin = bf16.logits(z).float(), steps.logits(z).float()
+    assert (own - twin).abs().max() <= 0.02 * own.abs().max()  # attention's output rounded once to bf16
+    recipe = RECIPE.with_overrides(dtype="bfloat16", check_dtypes=("float32",))
+    assert compute_model(lm, recipe) is steps and bf16 in check_models(lm, recipe)  # a file is read by the model itself

@@ -70,10 +70,10 @@ class FrozenLM:
 
     def __init__(self, model, tokenizer, name: str, compile: str | None = None):
         self.model = model.eval().requires_grad_(False)
-        self.forward = self.model  # what :meth:`logits` runs: the model, or its compiled twin
+        self.forward = self.model  # what :meth:`logits` runs: the model, or its step twin's copy
         self.tokenizer = tokenizer
         self.name = name
-        # how the optimiser's compute pass is compiled (:meth:`compiled`): a torch.compile backend,
+        # how the optimiser's compute pass is compiled (:meth:`for_steps`): a torch.compile backend,
         # and after a colon its mode; None: eager.
         # Checks and decoding always run eager, as a file is read.
         self.compile = compile
@@ -100,16 +100,24 @@ class FrozenLM:
             twins[dtype] = twin
         return twins[dtype]
 
-    def compiled(self) -> "FrozenLM":
-        """This model with its repeated blocks under torch.compile as :attr:`compile` says
-        (itself if None): the same weights, compiled once for shapes that vary (rows leaving a
-        batch, a sweep's lengths) and kept. Worth it where launching kernels bounds a step (a
-        GPU: 2.3x at N = 64, after a compile of 9 s; bench/RESULTS.md)."""
-        if self.compile is None:
+    def for_steps(self) -> "FrozenLM":
+        """The model the optimiser's steps run through: itself, or a twin sharing its weights
+        (:class:`StepLM`, made once and kept) where :attr:`compile` asks for compiled blocks or
+        where :attr:`fp32_attention` pays. Checks and decoding always read the model itself."""
+        if self.compile is None and not self.fp32_attention:
             return self
-        if "_compiled" not in self.__dict__:
-            self._compiled = CompiledLM(self)
-        return self._compiled
+        if "_stepper" not in self.__dict__:
+            self._stepper = StepLM(self)
+        return self._stepper
+
+    @property
+    def fp32_attention(self) -> bool:
+        """Whether the steps compute attention in float32 from this model's 16-bit q, k and v: on
+        a CPU, where the 16-bit SDPA backward costs about 6x the float32 one (a bf16 step 1.27x
+        faster at N = 64, bench/RESULTS.md). The CPU's 16-bit kernel accumulates in float32, so
+        the logits move by the rounding of its output only."""
+        return (self.device.type == "cpu" and self.dtype in (torch.bfloat16, torch.float16)
+                and self.model.config._attn_implementation == "sdpa")
 
     @property
     def batch_invariant(self) -> bool:
@@ -215,34 +223,60 @@ class FrozenLM:
         return digest.hexdigest()[:16]
 
 
-class CompiledLM(FrozenLM):
-    """A FrozenLM whose logits come from a compiled twin of its model (:meth:`FrozenLM.compiled`).
+def _sdpa_float32(module, query, key, value, attention_mask, **kwargs):
+    """SDPA computed in float32 from 16-bit inputs, its output cast back (FrozenLM.fp32_attention)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask, **kwargs)
+    return out.to(query.dtype), weights
+
+
+SDPA_FLOAT32 = "sdpa_float32"
+
+
+@cache
+def _register_sdpa_float32() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(SDPA_FLOAT32, _sdpa_float32)
+    AttentionMaskInterface.register(SDPA_FLOAT32, sdpa_mask)
+
+
+class StepLM(FrozenLM):
+    """A twin of a FrozenLM that its optimiser's steps run through (:meth:`FrozenLM.for_steps`):
+    the same weights, attention in float32 where :attr:`FrozenLM.fp32_attention`, and compiled
+    where :attr:`FrozenLM.compile` asks.
 
     Only the repeated blocks compile (the classes the model lists in ``_no_split_modules``: its
     decoder layers), and all of them share one graph, so a compile traces one layer rather than
     the whole model: 9 s where the whole model took over 50 (an H200, bench/RESULTS.md), with
     the embedding and the LM head, a few large kernels, left eager. A model that names no such
-    block compiles whole. The twin shares the weights; the eager model stays eager."""
+    block compiles whole."""
 
-    def __init__(self, eager: FrozenLM):
-        super().__init__(eager.model, eager.tokenizer, eager.name, eager.compile)
-        backend, _, mode = eager.compile.partition(":")
-        shared = {id(t): t for t in itertools.chain(eager.model.parameters(), eager.model.buffers())}
-        self.forward = copy.deepcopy(eager.model, shared)
-        blocks = set(getattr(self.forward, "_no_split_modules", None) or ())
-        for module in [m for m in self.forward.modules() if type(m).__name__ in blocks] or [self.forward]:
-            module.compile(backend=backend, mode=mode or None, dynamic=True)
+    def __init__(self, model: FrozenLM):
+        super().__init__(model.model, model.tokenizer, model.name, model.compile)
+        shared = {id(t): t for t in itertools.chain(model.model.parameters(), model.model.buffers())}
+        self.forward = copy.deepcopy(model.model, shared)
+        if model.fp32_attention:
+            _register_sdpa_float32()
+            self.forward.set_attn_implementation(SDPA_FLOAT32)
+        if model.compile is not None:
+            backend, _, mode = model.compile.partition(":")
+            blocks = set(getattr(self.forward, "_no_split_modules", None) or ())
+            for module in [m for m in self.forward.modules() if type(m).__name__ in blocks] or [self.forward]:
+                module.compile(backend=backend, mode=mode or None, dynamic=True)
 
     def in_dtype(self, dtype):
-        raise TypeError("a compiled model computes in one dtype: cast its eager model, then compile that")
+        raise TypeError("a step twin computes in one dtype: cast its model, then take that one's for_steps()")
 
     @property
     def batch_invariant(self) -> bool:
-        """Never: compiled kernels move the last bits, so what must hold as a file decodes
-        (the dtype checks) is read by the eager model."""
+        """Never: its kernels move the last bits, so what must hold as a file decodes (the
+        dtype checks) is read by the model itself."""
         return False
 
-    def compiled(self) -> FrozenLM:
+    def for_steps(self) -> FrozenLM:
         return self
 
 

@@ -282,16 +282,16 @@ def _race_losers(active: list[int], stopped: set[int], text_of: list[int], recor
 
 
 def compute_model(lm: FrozenLM, recipe: Recipe) -> FrozenLM:
-    """The model a recipe's steps run through: its dtype's, compiled where ``lm.compile`` asks."""
-    return lm.in_dtype(recipe.dtype).compiled()
+    """The model a recipe's steps run through: its dtype's step twin (``FrozenLM.for_steps``)."""
+    return lm.in_dtype(recipe.dtype).for_steps()
 
 
 def check_models(lm: FrozenLM, recipe: Recipe) -> list[FrozenLM]:
     """The models a text exact in the compute pass must also be exact in: one per check dtype,
     less the compute dtype where its batched pass already reads each text as it would alone, plus
-    the eager compute dtype where the steps run compiled (a file is read eagerly)."""
+    the compute dtype's own model where the steps run through a twin (a file is read by that)."""
     eager = lm.in_dtype(recipe.dtype)
-    compute = eager.compiled()
+    compute = eager.for_steps()
     dtypes = list(recipe.check_dtypes)
     if compute is not eager and eager.dtype_name not in dtypes:
         dtypes.append(eager.dtype_name)
@@ -373,6 +373,12 @@ def _param_rows(idx: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     return idx if param.shape[0] > 1 else torch.zeros_like(idx)
 
 
+def _cross_entropy(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(B, N) cross-entropy of logits (B, N, V), each row's softmax over contiguous memory (over a
+    transposed view it cost a CPU 10-20 ms a step at N = 64)."""
+    return F.cross_entropy(logits.flatten(0, 1), t.flatten(), ignore_index=IGNORE, reduction="none").view_as(t)
+
+
 def evaluate(lm: FrozenLM, layout: Arrangement, vectors: dict[str, torch.Tensor], targets: list[list[int]],
              first_weight: float = 1.0, temperature: float = 1.0, focus: float = 0.0, focus_fade: bool = False) -> Scores:
     """Per text, from one forward pass: the objective (mean cross-entropy of logits / ``temperature``,
@@ -394,9 +400,8 @@ def evaluate(lm: FrozenLM, layout: Arrangement, vectors: dict[str, torch.Tensor]
         runner_up = torch.where(right >= top2[..., 0], top2[..., 1], top2[..., 0])
         lead = (right - runner_up).masked_fill(~valid, math.inf)
         acc = ((lead > 0) & valid).sum(1) / n
-    ce = F.cross_entropy(logits.transpose(1, 2), t, ignore_index=IGNORE, reduction="none")
-    objective = ce if temperature == 1.0 else F.cross_entropy((logits / temperature).transpose(1, 2), t,
-                                                              ignore_index=IGNORE, reduction="none")
+    ce = _cross_entropy(logits, t)
+    objective = ce if temperature == 1.0 else _cross_entropy(logits / temperature, t)
     if focus:
         gamma = focus * (1 - acc).unsqueeze(1) if focus_fade else focus
         objective = objective * (1 - (-objective).exp()).clamp(min=1e-12).pow(gamma)  # 0^0 has no gradient
