@@ -113,8 +113,8 @@ class FrozenLM:
     @property
     def fp32_attention(self) -> bool:
         """Whether the steps compute attention in float32 from this model's 16-bit q, k and v: on
-        a CPU, where the 16-bit SDPA backward costs about 6x the float32 one (a bf16 step 1.27x
-        faster at N = 64, bench/RESULTS.md). The CPU's 16-bit kernel accumulates in float32, so
+        a CPU, where the 16-bit SDPA backward costs about 6x the float32 one (54 against 9 ms at
+        N = 64, bench/results/step-profile-amx.txt). The CPU's 16-bit kernel accumulates in float32, so
         the logits move by the rounding of its output only."""
         return (self.device.type == "cpu" and self.dtype in (torch.bfloat16, torch.float16)
                 and self.model.config._attn_implementation == "sdpa")
