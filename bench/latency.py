@@ -10,7 +10,7 @@ encode (median of 5 after a warm-up). Each file is then decoded in float32 and i
 `heldout` are passages written for this benchmark, never part of a data source here; `--seed`
 samples other passages of the sources (0 gave the texts every earlier run used).
 `--throughput` also encodes all the texts in one CLI call per batch size (`--jsonl`,
-`--batch-size B`) and reports texts per hour. A recipe may carry CLI options after a colon,
+`--batch-size B`) and reports texts per hour; `--recipes ""` measures only that. A recipe may carry CLI options after a colon,
 e.g. `paper:--layout em --steps 2000`. After every row the JSON is written and the text's proto file
 copied beside it; run the same command
 again after a stop and it keeps the rows it finds there and measures only the rest.
@@ -93,7 +93,7 @@ def main():
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--texts", default="books:3,generated:3,heldout:3")
     p.add_argument("--seed", type=int, default=0, help="which passages of each source to sample")
-    p.add_argument("--recipes", default="fast", help="comma-separated; RECIPE:CLI OPTIONS")
+    p.add_argument("--recipes", default="fast", help="comma-separated; RECIPE:CLI OPTIONS; empty: no per-text rows")
     p.add_argument("--throughput", default="", help="batch sizes for texts per hour, e.g. 1,4,8")
     p.add_argument("--device", default="cpu", help="where the CLI encodes and the fp32 step is timed (cpu, cuda, ...)")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -104,7 +104,9 @@ def main():
     print(f"N = {args.n}, {len(texts)} texts, {models['float32'].device}, torch threads {torch.get_num_threads()}", flush=True)
     rows, throughput, work = [], [], Path(tempfile.mkdtemp())
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"latency-n{args.n}-{args.recipes.split(':')[0].replace(',', '-')}.json"
+    recipes = [r for r in args.recipes.split(",") if r]
+    out = args.out / (f"latency-n{args.n}-{args.recipes.split(':')[0].replace(',', '-')}.json" if recipes
+                      else f"throughput-n{args.n}.json")
     if out.exists():  # resume: keep what an earlier run of the same measurement finished
         earlier = json.loads(out.read_text())
         keys = ("n", "texts", "recipes", "seed")
@@ -119,7 +121,7 @@ def main():
                                    "device": str(models["float32"].device),
                                    "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                                    "args": vars(args) | {"out": str(args.out)}, "rows": rows, "throughput": throughput}, indent=1))
-    for recipe in args.recipes.split(","):
+    for recipe in recipes:
         name, _, options = recipe.partition(":")
         for label, text in texts:
             if any(r["recipe"] == recipe and r["text"] == label for r in rows):
