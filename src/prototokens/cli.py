@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                        "length; after --race-steps only the most advanced goes on (default: the recipe's; fast: 4 beyond 32 tokens, 1 up to 32)")
         q.add_argument("--race-steps", type=_positive_int, help="steps the starts race for, at every length "
                        "(default: the recipe's; fast: 100)")
+        q.add_argument("--average", type=float, help="also read an exponential moving average of (e, m) with this beta "
+                       "every 10 steps, and stop a text at whichever of it and the iterate is solved first (0: off)")
         q.add_argument("--init", type=_init, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start "
                        "token; encoder:PATH (encode only): the output of a trained encoder (its folder or file)")
         q.add_argument("--seed", type=int, default=0)
@@ -294,7 +296,7 @@ def _overrides(args) -> dict:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
                 patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
-                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts, race_steps=args.race_steps,
+                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts, race_steps=args.race_steps, average=args.average,
                 race_above=None if args.starts is None else 0)
 
 

@@ -200,6 +200,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     else:
         params = {n: v.detach().float().clone().to(lm.device).requires_grad_() for n, v in begin.items()}
     optimizer = build_optimizer(list(params.values()), recipe, lm)
+    average = {n: p.detach().clone() for n, p in params.items()} if recipe.average else {}
     compute = compute_model(lm, recipe)
     checks = check_models(lm, recipe)
     polish = polish_models(recipe, compute, checks)
@@ -210,6 +211,16 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
     record = {g[0]: ((-1.0, -math.inf), 0) for g in groups}  # group -> (best progress this seed, step it was reached)
     bar = tqdm(total=recipe.max_steps, disable=not progress, leave=False, dynamic_ncols=True,
                desc=f"seed {seed}" if progress else None)
+
+    def offer(group, ks, vectors, loss, acc, margin, solved):
+        """Offer the state of ``group`` (its rows ``ks`` of ``vectors`` and of each score) to
+        ``best``, and note its progress for ``patience``."""
+        best.offer([text_of[a] for a in group], {n: v[ks] for n, v in vectors.items()},
+                   *([s[k] for k in ks] for s in (loss, acc, margin)), step, seed, solved, start_of[group[0]])
+        now = _progress([acc[k] for k in ks], [margin[k] for k in ks], recipe)
+        if now > record[group[0]][0]:
+            record[group[0]] = now, step
+
     for step in range(recipe.max_steps + 1):
         # forward: the active texts only
         idx = torch.tensor(active, device=lm.device)
@@ -244,16 +255,29 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
                 solved = found is not None
                 for k, g in zip(ks, found or []):
                     margin[k] = min(margin[k], g)
-            best.offer([text_of[a] for a in group], {n: v[ks] for n, v in vectors.items()},
-                       *([s[k] for k in ks] for s in (loss, acc, margin)), step, seed, solved, start_of[group[0]])
-            now = _progress([acc[k] for k in ks], [margin[k] for k in ks], recipe)
-            if now > record[group[0]][0]:
-                record[group[0]] = now, step
+            offer(group, ks, vectors, loss, acc, margin, solved)
             stalled = recipe.patience is not None and step - record[group[0]][1] >= recipe.patience
             if solved:
                 done.update(text_of[a] for a in group)
             if solved or stalled:
                 stopped.update(group)
+        if average and step % RECHECK == 0 and step:  # the running average, read like the iterate
+            mean = {name: v[_param_rows(idx, v)] for name, v in average.items()}
+            with torch.no_grad():
+                read = evaluate(compute, layout, mean, texts)
+            m_loss, m_acc, m_margin = read.loss.tolist(), read.accuracy.tolist(), read.margin.tolist()
+            for group in (g for g in groups if g[0] in active and not stopped.intersection(g)):
+                ks = [active.index(a) for a in group]
+                solved = all(_solved(m_acc[k], m_margin[k], recipe) for k in ks)
+                if solved and checks:
+                    found = _margins_everywhere(checks, layout, {n: v[ks] for n, v in mean.items()}, [targets[text_of[a]] for a in group], recipe)
+                    solved = found is not None
+                    for k, g in zip(ks, found or []):
+                        m_margin[k] = min(m_margin[k], g)
+                offer(group, ks, mean, m_loss, m_acc, m_margin, solved)
+                if solved:
+                    done.update(text_of[a] for a in group)
+                    stopped.update(group)
         stopped.update(a for a in active if text_of[a] in done)  # a solved text's other starts
         if starts > 1 and step == recipe.race_steps:
             stopped.update(_race_losers(active, stopped, text_of, record, loss))
@@ -265,7 +289,11 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
         # backward and update, for the texts still going
         keep = [k for k, a in enumerate(active) if a not in stopped]
         objective[keep].sum().backward()
-        optimizer.step([_param_rows(idx[keep], p).unique() for p in params.values()])
+        updated = [_param_rows(idx[keep], p).unique() for p in params.values()]
+        optimizer.step(updated)
+        with torch.no_grad():
+            for (name, p), at in zip(params.items(), updated if average else []):
+                average[name][at] = average[name][at].lerp(p[at], 1 - recipe.average)
         active = [active[k] for k in keep]
         bar.update()
     bar.close()

@@ -83,6 +83,11 @@ class Recipe:
     # texts of at most this many tokens run one start a seed whatever ``starts`` says: short texts
     # seldom lose a first seed, and a race would cost them up to ``starts`` times their solve
     race_above: int = 0
+    # beta of an exponential moving average of each row's vectors that the optimiser never sees:
+    # every 10 steps the average is read like the iterate, and a text is solved by whichever of
+    # the two is solved first (at 64 tokens the iterate swings around a state that is written
+    # sooner: bench/RESULTS.md); 0: off
+    average: float = 0.0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -104,8 +109,8 @@ class Recipe:
             raise PrototokensError(f"starts and race_steps must be at least 1, got {self.starts} and {self.race_steps}")
         if self.budget_tokens is not None and self.budget_tokens < 1:
             raise PrototokensError(f"budget_tokens must be at least 1, got {self.budget_tokens}")
-        if not all(0 <= b < 1 for b in self.betas):
-            raise PrototokensError(f"betas must lie in [0, 1), got {self.betas}")
+        if not all(0 <= b < 1 for b in (*self.betas, self.average)):
+            raise PrototokensError(f"betas and average must lie in [0, 1), got {self.betas} and {self.average}")
 
     def lr_at(self, step: int) -> float:
         """Learning rate for the 1-based update ``step``."""
