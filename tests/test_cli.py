@@ -187,6 +187,14 @@ def test_optimizer_picks_a_registered_one_and_an_unknown_one_is_refused(capsys, 
     assert exit_.value.code == 2 and err.count("\n") == 1 and "argument --optimizer: invalid choice: 'sgd'" in err
 
 
+def test_average_is_recorded_and_one_outside_0_to_1_is_refused(capsys, tiny_path, tmp_path):
+    out = tmp_path / "a.proto.safetensors"
+    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--average", "0.9")[0] == 0
+    assert json.loads(run(capsys, "info", out)[1])["recipe"]["average"] == 0.9
+    code, _, err = run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", tmp_path / "b.proto.safetensors", *FAST, "--average", "1")
+    assert code == 2 and err.count("\n") == 1 and "average must lie in [0, 1)" in err
+
+
 def test_check_dtypes_names_what_a_solved_text_must_decode_in(capsys, tiny_path, tmp_path):
     out = tmp_path / "c.proto.safetensors"
     assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--check-dtypes", "float32")[0] == 0

@@ -141,6 +141,35 @@ def test_the_race_keeps_its_length_where_the_budget_grows_and_bad_starts_are_ref
         RECIPE.with_overrides(starts=0)
 
 
+def test_the_running_average_is_read_beside_the_iterate_and_never_moves_it(tiny):
+    target = ids(tiny, "Of Man's first disobedience, and the fruit of that forbidden tree.")
+    never = RECIPE.with_overrides(max_steps=60, margin=1e9, patience=OFF)  # never solved: both run all 60 steps
+    plain, averaged = (optimize(tiny, [target], recipe=never.with_overrides(average=beta), progress=False, trajectory=True)
+                       for beta in (0.0, 0.9))
+    assert [t.loss for t in plain.trajectory[0]] == [t.loss for t in averaged.trajectory[0]]  # the optimiser never sees it
+    kept = lambda fit: (fit.outcomes[0].accuracy, -fit.outcomes[0].loss)  # noqa: E731
+    assert kept(averaged) >= kept(plain)  # the average's reads only add states to keep
+    short = ids(tiny, "Alice was")
+    solved = encode_ids(tiny, [short], recipe=RECIPE.with_overrides(average=0.9), progress=False, restarts=3)
+    assert solved.texts[0].status == "solved" and decode_ids(tiny, solved) == [short]
+    with pytest.raises(PrototokensError, match="average must lie in"):
+        RECIPE.with_overrides(average=1.0)
+
+
+def test_pace_gives_a_slow_seed_up_at_its_step_where_starts_race(tiny):
+    target = ids(tiny, "Of Man's first disobedience, and the fruit of that forbidden tree.")
+    slow = RECIPE.with_overrides(max_steps=60, margin=1e9, patience=OFF, starts=1, race_above=0, pace=(10, 1.0))
+    fit = optimize(tiny, [target], recipe=slow, restarts=2, progress=False)
+    assert fit.outcomes[0].total_steps == 2 * 10  # each seed given up at step 10, short of 100 %
+    assert fit.outcomes[0].status == "unsolved"
+    assert slow.with_overrides(race_above=len(target)).at_length(len(target)).pace is None  # not where starts do not race
+    scaled = slow.with_overrides(budget_tokens=8).at_length(16)
+    assert (scaled.pace, scaled.max_steps) == ((20, 1.0), 120)
+    assert Recipe.from_dict(json.loads(json.dumps(slow.to_dict()))) == slow
+    with pytest.raises(PrototokensError, match="pace is"):
+        RECIPE.with_overrides(pace=(10, 0.0))
+
+
 class PoisonedAfter(FrozenLM):
     """Returns NaN logits from the ``after``-th forward pass on."""
 

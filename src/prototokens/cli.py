@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: the recipe's; fast: 100)")
         q.add_argument("--average", type=float, help="also read an exponential moving average of (e, m) with this beta "
                        "every 10 steps, and stop a text at whichever of it and the iterate is solved first (0: off)")
+        q.add_argument("--pace", type=_pace, help="STEP:ACCURACY: give a seed up at STEP if its best accuracy is below "
+                       "ACCURACY (STEP for a text of --budget-tokens, scaled beyond; only where starts race); off: never")
         q.add_argument("--init", type=_init, help="normal: N(0,1) (paper); embedding-std: N(0, std(embeddings)^2); start: e at the document-start "
                        "token; encoder:PATH (encode only): the output of a trained encoder (its folder or file)")
         q.add_argument("--seed", type=int, default=0)
@@ -242,6 +244,19 @@ def _dtypes(value: str) -> tuple[str, ...]:
     return names
 
 
+def _pace(value: str) -> "tuple[int, float] | str":
+    if value == OFF:
+        return value
+    step, _, accuracy = value.partition(":")
+    try:
+        pace = int(step), float(accuracy)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STEP:ACCURACY (e.g. 300:0.5) or off, got {value!r}") from None
+    if pace[0] < 1 or not 0 < pace[1] <= 1:
+        raise argparse.ArgumentTypeError(f"expected a step of at least 1 and an accuracy in (0, 1], got {value!r}")
+    return pace
+
+
 def _init(value: str) -> str:
     if value in INITS or (value.startswith("encoder:") and len(value) > len("encoder:")):
         return value
@@ -296,7 +311,8 @@ def _overrides(args) -> dict:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
                 patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
-                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts, race_steps=args.race_steps, average=args.average,
+                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts,
+                race_steps=args.race_steps, average=args.average, pace=args.pace,
                 race_above=None if args.starts is None else 0)
 
 

@@ -257,6 +257,7 @@ def _run(lm, targets, rows, layout, recipe, seed, shared, best, progress, begin=
                     margin[k] = min(margin[k], g)
             offer(group, ks, vectors, loss, acc, margin, solved)
             stalled = recipe.patience is not None and step - record[group[0]][1] >= recipe.patience
+            stalled |= recipe.pace is not None and step == recipe.pace[0] and record[group[0]][0][0] < recipe.pace[1] * len(group)
             if solved:
                 done.update(text_of[a] for a in group)
             if solved or stalled:

@@ -88,6 +88,10 @@ class Recipe:
     # the two is solved first (at 64 tokens the iterate swings around a state that is written
     # sooner: bench/RESULTS.md); 0: off
     average: float = 0.0
+    # (S, A): give a seed up at step S if its best accuracy is still below A (S for a text of
+    # budget_tokens, scaled with the length beyond like patience); only where starts race (beyond
+    # race_above). A seed that climbs this slowly at 64 tokens did not solve (bench/RESULTS.md)
+    pace: tuple[int, float] | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -107,6 +111,8 @@ class Recipe:
             raise PrototokensError("focus_fade fades the focal objective: it needs a focus above 0")
         if self.starts < 1 or self.race_steps < 1:
             raise PrototokensError(f"starts and race_steps must be at least 1, got {self.starts} and {self.race_steps}")
+        if self.pace is not None and not (self.pace[0] >= 1 and 0 < self.pace[1] <= 1):
+            raise PrototokensError(f"pace is (step, accuracy): a step of at least 1 and an accuracy in (0, 1], got {self.pace}")
         if self.budget_tokens is not None and self.budget_tokens < 1:
             raise PrototokensError(f"budget_tokens must be at least 1, got {self.budget_tokens}")
         if not all(0 <= b < 1 for b in (*self.betas, self.average)):
@@ -125,11 +131,13 @@ class Recipe:
         """The recipe a text of ``n_tokens`` runs: one start a seed up to ``race_above`` tokens;
         with ``budget_tokens``, a longer text's max_steps and patience scaled by n_tokens /
         budget_tokens (the warm-up and the race's length stay as they are)."""
-        recipe = replace(self, starts=1) if n_tokens <= self.race_above and self.starts > 1 else self
+        short = n_tokens <= self.race_above
+        recipe = replace(self, starts=1 if short else self.starts, pace=None if short else self.pace)
         if recipe.budget_tokens is None or n_tokens <= recipe.budget_tokens:
             return recipe
         scale = n_tokens / recipe.budget_tokens
-        return replace(recipe, max_steps=round(recipe.max_steps * scale), patience=None if recipe.patience is None else round(recipe.patience * scale))
+        return replace(recipe, max_steps=round(recipe.max_steps * scale), patience=None if recipe.patience is None else round(recipe.patience * scale),
+                       pace=None if recipe.pace is None else (round(recipe.pace[0] * scale), recipe.pace[1]))
 
     def for_model(self, lm) -> "Recipe":
         """This recipe with its lr absolute for the FrozenLM ``lm``."""
@@ -145,12 +153,14 @@ class Recipe:
         return replace(self, name=self.name if self.name.endswith("+custom") else f"{self.name}+custom", **changes)
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"betas": list(self.betas), "check_dtypes": list(self.check_dtypes)}  # as JSON gives it back
+        return asdict(self) | {"betas": list(self.betas), "check_dtypes": list(self.check_dtypes),  # as JSON gives it back
+                               "pace": None if self.pace is None else list(self.pace)}
 
     @classmethod
     def from_dict(cls, fields: dict) -> "Recipe":
         """The recipe :meth:`to_dict` wrote (e.g. the ``recipe`` of a run folder's settings)."""
-        return cls(**fields | {"betas": tuple(fields["betas"]), "check_dtypes": tuple(fields.get("check_dtypes", ()))})
+        return cls(**fields | {"betas": tuple(fields["betas"]), "check_dtypes": tuple(fields.get("check_dtypes", ())),
+                               "pace": None if fields.get("pace") is None else tuple(fields["pace"])})
 
     @property
     def objective(self) -> tuple[float, float, float, bool]:
