@@ -103,7 +103,7 @@ def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tin
     assert not (tmp_path / "o.proto.safetensors").exists()
 
 
-@pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@9"], ["--steps", "-1"],
+@pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@10"], ["--steps", "-1"],
                                     ["--steps", "1.5"], ["--init", "zeros"], ["--patience", "0"], ["--patience", "never"],
                                     ["--check-dtypes", "float32,float8"], ["--budget-tokens", "0"],
                                     ["--starts", "0"], ["--race-steps", "x"]])
@@ -206,7 +206,7 @@ def test_budget_tokens_off_gives_every_length_the_same_steps(capsys, tiny_path, 
     out = tmp_path / "b.proto.safetensors"
     assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--budget-tokens", "off")[0] == 0
     recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
-    assert recipe["budget_tokens"] is None and recipe["max_steps"] == 300 and recipe["version"] == 8
+    assert recipe["budget_tokens"] is None and recipe["max_steps"] == 300 and recipe["version"] == 9
 
 
 def test_patience_off_is_the_papers_fixed_budget(capsys, tiny_path, tmp_path):

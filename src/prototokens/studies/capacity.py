@@ -182,7 +182,7 @@ def sweep(lm: FrozenLM, texts: list[Text], folder, *, source: str, grid: list[in
         raise PrototokensError(f"{layout.name} has no m to share")
     grid = [n for n in grid if n <= min(len(t.target_ids) for t in texts)]
     # progressive.py's climb runs one start a text: a race asked at every length (--starts) is
-    # refused, and a preset's race beyond race_above (fast v8) goes unused
+    # refused, and a preset's race and pace beyond race_above (fast v8, v9) go unused
     if search == "progressive" and (shared or seeds != 1 or (recipe.starts != 1 and not recipe.race_above)):
         raise PrototokensError("a progressive search runs one seed and one start per text and shares nothing")
     first = first or (1 if isinstance(layout, Cramming) else grid[0])
