@@ -25,7 +25,7 @@ import torch
 
 import prototokens as pt
 from latency import texts_for
-from prototokens.optimize import check_models, compute_model, evaluate, initial_vectors
+from prototokens.optimize import _solved, check_models, compute_model, evaluate, initial_vectors
 from prototokens.optimizers import build_optimizer
 
 FOLDER = Path("bench/results/ema-probe")
@@ -53,8 +53,7 @@ def probe(lm, ids, recipe, seed, betas, max_steps):
                         reads = [evaluate(c, layout, {n: v.detach() for n, v in vectors.items()}, [ids]) for c in checks]
                     row[name + "@checks"] = {c.dtype_name: [round(float(r.accuracy[0]), 4), round(float(r.margin[0]), 3)]
                                              for c, r in zip(checks, reads)}
-                    if name not in stopped and margin >= recipe.margin and all(
-                            r.accuracy[0] == 1.0 and r.margin[0] >= recipe.margin for r in reads):
+                    if name not in stopped and all(_solved(float(r.accuracy[0]), float(r.margin[0]), recipe) for r in (s, *reads)):
                         stopped[name] = step
                 row[name].append(stopped.get(name))
             trace.append(row)
