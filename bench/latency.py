@@ -34,6 +34,7 @@ import torch
 import prototokens as pt
 from prototokens.data import sample_passages
 from prototokens.optimize import evaluate
+from prototokens.recipe import label as label_of
 from step import step_seconds
 
 HELDOUT = [
@@ -159,8 +160,9 @@ def main():
             continue
         path = work / f"batch{batch}.proto.safetensors"
         wall, done = cli("encode", "--jsonl", jsonl, "-o", path, "--batch-size", batch, "--device", args.device, "--force", "-q")
-        solved = sum(t.status == "solved" for t in pt.load(path).texts)
-        throughput.append({"batch": batch, "texts": len(texts), "solved": solved, "wall_s": wall,
+        proto = pt.load(path)
+        solved = sum(t.status == "solved" for t in proto.texts)
+        throughput.append({"batch": batch, "recipe": label_of(proto.recipe), "texts": len(texts), "solved": solved, "wall_s": wall,
                            "texts_per_hour": 3600 * solved / wall})
         save()
         print(f"batch {batch}: {solved}/{len(texts)} solved in {wall:.0f} s, {3600 * solved / wall:.0f} texts/hour", flush=True)
