@@ -14,6 +14,9 @@ recipe_search (same arguments, same JSON in bench/results/recipes/NAME.json):
   coordinate moves by the learning rate each step; betas are Lion's (interpolation, momentum).
 - ``eigen-adamw-everyK`` (K = 1, 3, 20): eigen-adamw with its eigenbasis refreshed every K steps
   instead of 10 (each refresh costs one d_model x d_model eigendecomposition per vector).
+- ``eigen-adamw-joint``: eigen-adamw on e and m as one vector of 2 d_model coordinates, so its
+  eigenbasis also follows how e's and m's gradients vary together (one 2 d_model x 2 d_model
+  eigendecomposition per text every 10 steps, where eigen-adamw does two of d_model).
 
 Each keeps a step count per row as RowAdamW does, so a text's run does not depend on its batch.
 """
@@ -110,7 +113,34 @@ def eigen_every(k: int) -> type:
     return type(f"EigenAdamWEvery{k}", (optimizers.EigenAdamW,), {"EVERY": k})
 
 
-optimizers.OPTIMIZERS |= {"adamw-elr": SlowE, "sf-adamw": ScheduleFreeAdamW, "lion": Lion,
+class JointEigenAdamW:
+    """EigenAdamW on every trainable vector of a row concatenated into one (rows per text only:
+    a vector the batch shares has another row count, and is refused)."""
+
+    def __init__(self, params, recipe):
+        if len({p.shape[0] for p in params}) > 1:
+            raise ValueError("eigen-adamw-joint needs one row per text in every vector (nothing shared)")
+        self.params = params
+        self.joint = torch.cat([p.detach().flatten(1) for p in params], 1)
+        self.inner = optimizers.EigenAdamW([self.joint], recipe)
+
+    @torch.no_grad()
+    def step(self, rows_per_param):
+        self.joint.copy_(torch.cat([p.flatten(1) for p in self.params], 1))
+        self.joint.grad = torch.cat([p.grad.flatten(1) for p in self.params], 1)
+        self.inner.step(rows_per_param[:1])  # the same rows in every vector
+        for p, part in zip(self.params, self.joint.split([p[0].numel() for p in self.params], 1)):
+            p.copy_(part.view_as(p))
+            p.grad = None
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+
+optimizers.OPTIMIZERS |= {"adamw-elr": SlowE, "sf-adamw": ScheduleFreeAdamW, "lion": Lion, "eigen-adamw-joint": JointEigenAdamW,
                           **{f"eigen-adamw-every{k}": eigen_every(k) for k in (1, 3, 20)}}
 
 if __name__ == "__main__":
