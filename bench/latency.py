@@ -10,7 +10,7 @@ encode (median of 5 after a warm-up). Each file is then decoded in float32 and i
 `heldout` are passages written for this benchmark, never part of a data source here; `--seed`
 samples other passages of the sources (0 gave the texts every earlier run used).
 `--throughput` also encodes all the texts in one CLI call per batch size (`--jsonl`,
-`--batch-size B`) and reports texts per hour; `--recipes ""` measures only that. A recipe may carry CLI options after a colon,
+`--batch-size B`) and reports texts per hour (its file kept beside the JSON); `--recipes ""` measures only that. A recipe may carry CLI options after a colon,
 e.g. `paper:--layout em --steps 2000`. After every row the JSON is written and the text's proto file
 copied beside it; run the same command
 again after a stop and it keeps the rows it finds there and measures only the rest.
@@ -160,6 +160,7 @@ def main():
             continue
         path = work / f"batch{batch}.proto.safetensors"
         wall, done = cli("encode", "--jsonl", jsonl, "-o", path, "--batch-size", batch, "--device", args.device, "--force", "-q")
+        shutil.copy(path, args.out / path.name)
         proto = pt.load(path)
         solved = sum(t.status == "solved" for t in proto.texts)
         throughput.append({"batch": batch, "recipe": label_of(proto.recipe), "texts": len(texts), "solved": solved, "wall_s": wall,
