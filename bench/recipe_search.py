@@ -5,7 +5,7 @@
 KEY is a Recipe field (lr, betas=0.9,0.99, max_steps, warmup, margin, temperature, lr_floor,
 patience=none, dtype, ...) or: recipe (the base preset, default fast), n (tokens, 64), texts
 (sources as bench/latency.py takes them, default books:2,generated:1,heldout:1), passages (the
-seed that samples them, 0), seed (first optimiser seed, 0), restarts (seeds per text, 2).
+seed that samples them, 0), seed (first optimiser seed, 0), restarts (seeds per text, 2), layout (default em-plus-one).
 
 Each text runs alone in its own ``optimize`` call, so its ``total_steps`` (over all its seeds and
 starts) is what it costs, in steps of the compute dtype; in float32 that is its cost in fp32-step
@@ -40,17 +40,17 @@ def main():
     n, spec = int(options.pop("n", 64)), options.pop("texts", "books:2,generated:1,heldout:1")
     seed, restarts = int(options.pop("seed", 0)), int(options.pop("restarts", 2))
     passages = int(options.pop("passages", 0))
+    layout = pt.get_layout(options.pop("layout", pt.layout.DEFAULT_LAYOUT))
     recipe = recipe_from(name, options)
     rows = done(name)
     lm = pt.load_model(dtype="float32")
-    layout = pt.get_layout(pt.layout.DEFAULT_LAYOUT)
     texts = texts_for(lm, spec, n, passages)
     summary = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "layout": layout.name, "n": n, "texts": spec, "passages": passages,
                "restarts": restarts, "seed": seed, "threads": torch.get_num_threads()}
     for label, text in texts[len(rows):]:
         ids = lm.tokenize(text)[:n]
         started = time.perf_counter()
-        fit = pt.optimize(lm, [ids], recipe=recipe, seed=seed, restarts=restarts, progress=False, trajectory=True)
+        fit = pt.optimize(lm, [ids], layout=layout, recipe=recipe, seed=seed, restarts=restarts, progress=False, trajectory=True)
         wall, o = time.perf_counter() - started, fit.outcomes[0]
         decode = {}
         for dtype in ("float32", "bfloat16"):
