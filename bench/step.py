@@ -1,7 +1,8 @@
 """Cost of one optimiser step (forward + backward over the layout) in fp32 against other ways
 of computing it, side by side: the variants alternate repetition by repetition, so machine noise
 hits all of them. Each variant runs the steps as the optimiser does (``FrozenLM.for_steps``; on a
-CPU, bf16 attention in float32). Variants: a dtype (``bfloat16``: bf16 weights), or DTYPE:BACKEND[:MODE] under
+CPU, bf16 attention in float32). Variants: a dtype (``bfloat16``: bf16 weights; on a CPU without
+bf16 units its linears summed in float32, ``bfloat16-torch`` there: PyTorch's own bf16 linears), or DTYPE:BACKEND[:MODE] under
 torch.compile as the CLI's --compile runs the steps (``compiled``: float32:inductor; dynamic shapes,
 so one compile serves every batch above 1; its time is reported apart, as the first step's). Each row also gives the cost of a batch
 against one text in fp32, the price of encoding several starts of a text at once.
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 import prototokens as pt
+from prototokens.model import Bf16Linear
 from prototokens.optimize import evaluate
 
 
@@ -38,6 +40,12 @@ def step_seconds(lm, layout, n: int, batch: int) -> float:
 def variant(name: str, fp32):
     """The model a variant computes with: DTYPE, or DTYPE:BACKEND[:MODE] compiled as the CLI's
     --compile does (``compiled``: float32:inductor)."""
+    if name == "bfloat16-torch":
+        lm = pt.load_model(fp32.name, device=str(fp32.device), dtype="bfloat16")
+        for module in lm.model.modules():
+            if isinstance(module, Bf16Linear):
+                module.__class__ = torch.nn.Linear
+        return lm.for_steps()
     dtype, _, compile = ("float32:inductor" if name == "compiled" else name).partition(":")
     return pt.load_model(fp32.name, device=str(fp32.device), dtype=dtype, compile=compile or None).for_steps()
 

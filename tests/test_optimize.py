@@ -533,3 +533,30 @@ def test_bf16_steps_on_a_cpu_run_a_twin_with_float32_attention_and_the_model_its
     assert (own - twin).abs().max() <= 0.02 * own.abs().max()  # attention's output rounded once to bf16
     recipe = RECIPE.with_overrides(dtype="bfloat16", check_dtypes=("float32",))
     assert compute_model(lm, recipe) is steps and bf16 in check_models(lm, recipe)  # a file is read by the model itself
+
+
+def test_a_cpu_without_bf16_units_sums_bf16_linears_in_float32_and_polishes_through_them(tiny_path, monkeypatch):
+    import prototokens.model as model_module
+    from prototokens import load_model
+    from prototokens.optimize import check_models, compute_model, polish_models
+
+    native = load_model(tiny_path, device="cpu", dtype="bfloat16")
+    monkeypatch.setattr(model_module, "native_bf16", lambda device: False)
+    lm = load_model(tiny_path, device="cpu")
+    summed = lm.in_dtype("bfloat16")
+    linears = [m for m in summed.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(isinstance(m, model_module.Bf16Linear) for m in linears)
+    assert not any(isinstance(m, model_module.Bf16Linear) for m in lm.model.modules())  # the fp32 model is untouched
+    assert "weight32" not in str(summed.model.state_dict().keys())  # nothing extra is saved
+    z = (torch.randn(2, 40, lm.d_model, generator=torch.Generator().manual_seed(0)) * lm.embedding_std).bfloat16()
+    exact = lm.logits(z.float())
+    # bf16 either way: the two differ by the order of float32 sums and bf16 roundings, and both
+    # stay as close to float32 as bf16 allows
+    assert (summed.logits(z).float() - exact).abs().max() <= 0.05 * exact.abs().max()
+    assert (native.logits(z).float() - exact).abs().max() <= 0.05 * exact.abs().max()
+    z.requires_grad_()
+    summed.logits(z).float().logsumexp(-1).sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    recipe = RECIPE.with_overrides(check_dtypes=("float32", "bfloat16"), polish=True)
+    compute = compute_model(lm, recipe)
+    assert compute is lm and polish_models(recipe, compute, check_models(lm, recipe)) == [summed]

@@ -70,6 +70,8 @@ class FrozenLM:
 
     def __init__(self, model, tokenizer, name: str, compile: str | None = None):
         self.model = model.eval().requires_grad_(False)
+        if self.dtype == torch.bfloat16 and self.device.type == "cpu" and not native_bf16(self.device):
+            sum_bf16_in_float32(self.model)
         self.forward = self.model  # what :meth:`logits` runs: the model, or its step twin's copy
         self.tokenizer = tokenizer
         self.name = name
@@ -125,6 +127,13 @@ class FrozenLM:
         16-bit dtype the kernels a batch's shape selects move a logit margin by up to 0.8 (bf16
         on a CPU with AMX, bench/RESULTS.md), so a row is read alone there, as a file is decoded."""
         return self.dtype == torch.float32
+
+    @property
+    def cheap(self) -> bool:
+        """Whether a pass costs about what a float32 one does, or less: float32, bf16 where the
+        device computes it natively, and bf16 on any CPU (:class:`Bf16Linear` where it has no
+        bf16 units; PyTorch's own bf16 there costs 13-18 float32 steps a step)."""
+        return self.dtype == torch.float32 or native_bf16(self.device) or (self.dtype == torch.bfloat16 and self.device.type == "cpu")
 
     @property
     def dtype_name(self) -> str:
@@ -280,10 +289,32 @@ class StepLM(FrozenLM):
         return self
 
 
+class Bf16Linear(torch.nn.Linear):
+    """A bf16 nn.Linear that sums its products in float32 and rounds once to bf16, as bf16 units
+    do, from a float32 copy of its bf16 weights (exact: a bf16 value is a float32 one). On a CPU
+    without bf16 units this is about 5x faster than PyTorch's own bf16 kernel, itself emulated, and
+    reads the same model: only the order of the float32 sums differs, as between any two
+    machines' bf16 kernels (bench/RESULTS.md)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        return torch.nn.functional.linear(x.float(), self.weight32, bias).to(x.dtype)
+
+
+def sum_bf16_in_float32(model: torch.nn.Module) -> None:
+    """Make every bf16 nn.Linear of ``model`` a :class:`Bf16Linear` (its float32 copy a buffer
+    that is not saved)."""
+    for module in model.modules():
+        if type(module) is torch.nn.Linear and module.weight.dtype == torch.bfloat16:
+            module.register_buffer("weight32", module.weight.detach().float(), persistent=False)
+            module.__class__ = Bf16Linear
+
+
 @cache
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 natively: a CUDA GPU that supports it, or a CPU with
-    AVX512-BF16 or AMX (Linux flags). Elsewhere bf16 is emulated and slower than float32."""
+    AVX512-BF16 or AMX (Linux flags). Elsewhere PyTorch emulates bf16, slower than float32 (a
+    CPU's bf16 FrozenLM sums its linears in float32 there instead: :class:`Bf16Linear`)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":

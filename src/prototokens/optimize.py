@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .errors import PrototokensError
 from .layout import DEFAULT_LAYOUT, Arrangement, resolve_layout
-from .model import FrozenLM, native_bf16
+from .model import FrozenLM
 from .optimizers import build_optimizer
 from .outcome import FAILED, SOLVED, UNSOLVED, Outcome
 from .recipe import DEFAULT_RECIPE, Recipe, get_recipe
@@ -329,8 +329,9 @@ def check_models(lm: FrozenLM, recipe: Recipe) -> list[FrozenLM]:
 
 def polish_models(recipe: Recipe, compute: FrozenLM, checks: list[FrozenLM]) -> list[FrozenLM]:
     """What a text exact in the compute dtype also trains through (``recipe.polish``): the other
-    check dtypes the hardware computes natively (an emulated bf16 step costs several fp32 ones)."""
-    return [c for c in checks if c.dtype != compute.dtype and (c.dtype == torch.float32 or native_bf16(c.device))] if recipe.polish else []
+    check dtypes whose pass is :attr:`~prototokens.model.FrozenLM.cheap` (where PyTorch emulates
+    bf16 a step costs several fp32 ones)."""
+    return [c for c in checks if c.dtype != compute.dtype and c.cheap] if recipe.polish else []
 
 
 def _polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe) -> tuple[torch.Tensor, dict]:
