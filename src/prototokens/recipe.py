@@ -52,7 +52,7 @@ class Recipe:
     # same in float32 and bfloat16
     check_dtypes: tuple[str, ...] = ()
     # once one pass in the compute dtype writes a text exactly, its objective adds the
-    # cross-entropy of one pass in each other check dtype the hardware computes natively, so the
+    # cross-entropy of one pass in each other check dtype whose pass is cheap (FrozenLM.cheap), so the
     # optimiser aims at what the stop asks for (exact in every check dtype) instead of hoping
     # the compute dtype's solution carries over
     polish: bool = False
