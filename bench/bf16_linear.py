@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import prototokens as pt
-from prototokens.model import Bf16Linear
+from step import torch_bf16
 
 
 def main():
@@ -27,12 +27,8 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("bench/results/bf16-linear-avx2"))
     args = p.parse_args()
-    torch_bf16 = pt.load_model(dtype="bfloat16")
-    for module in torch_bf16.model.modules():
-        if isinstance(module, Bf16Linear):
-            module.__class__ = torch.nn.Linear
     models = {"float32": pt.load_model(), "bfloat16 summed in float32": pt.load_model(dtype="bfloat16"),
-              "bfloat16, PyTorch's linears": torch_bf16}
+              "bfloat16, PyTorch's linears": torch_bf16(pt.DEFAULT_MODEL)}
     x = torch.randn(1, args.n + 2, models["float32"].d_model, generator=torch.Generator().manual_seed(0)) * models["float32"].embedding_std
 
     def forward(lm):

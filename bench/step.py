@@ -37,15 +37,20 @@ def step_seconds(lm, layout, n: int, batch: int) -> float:
     return time.perf_counter() - started
 
 
+def torch_bf16(name: str, device: str = "cpu"):
+    """The model in bf16 with PyTorch's own bf16 linears, not :class:`Bf16Linear`."""
+    lm = pt.load_model(name, device=device, dtype="bfloat16")
+    for module in lm.model.modules():
+        if isinstance(module, Bf16Linear):
+            module.__class__ = torch.nn.Linear
+    return lm
+
+
 def variant(name: str, fp32):
     """The model a variant computes with: DTYPE, or DTYPE:BACKEND[:MODE] compiled as the CLI's
     --compile does (``compiled``: float32:inductor)."""
     if name == "bfloat16-torch":
-        lm = pt.load_model(fp32.name, device=str(fp32.device), dtype="bfloat16")
-        for module in lm.model.modules():
-            if isinstance(module, Bf16Linear):
-                module.__class__ = torch.nn.Linear
-        return lm.for_steps()
+        return torch_bf16(fp32.name, str(fp32.device)).for_steps()
     dtype, _, compile = ("float32:inductor" if name == "compiled" else name).partition(":")
     return pt.load_model(fp32.name, device=str(fp32.device), dtype=dtype, compile=compile or None).for_steps()
 
