@@ -5,14 +5,14 @@
 KEY is a Recipe field (lr, betas=0.9,0.99, max_steps, warmup, margin, temperature, lr_floor,
 patience=none, dtype, ...) or: recipe (the base preset, default fast), n (tokens, 64), texts
 (sources as bench/latency.py takes them, default books:2,generated:1,heldout:1), passages (the
-seed that samples them, 0), seed (first optimiser seed, 0), restarts (seeds per text, 2), layout (default em-plus-one).
+seed that samples them, 0), seed (first optimiser seed, 0), restarts (seeds per text, 2), layout (default: the package's).
 
 Each text runs alone in its own ``optimize`` call, so its ``total_steps`` (over all its seeds and
 starts) is what it costs, in steps of the compute dtype; in float32 that is its cost in fp32-step
 equivalents, less the forwards of the dtype checks and the model load, which bench/latency.py
 counts. Each kept state is decoded in float32 and bfloat16. Writes
-bench/results/recipes/NAME.json after every text and prints one line per text; run the same
-command again after an interruption and it goes on from the first text not written.
+bench/results/recipes/NAME.json after every text and prints one line per text; run it again
+with the same settings after an interruption and it goes on from the first text not written.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def main():
     passages = int(options.pop("passages", 0))
     layout = pt.get_layout(options.pop("layout", pt.layout.DEFAULT_LAYOUT))
     recipe = recipe_from(name, options)
-    rows = done(name)
-    lm = pt.load_model(dtype="float32")
-    texts = texts_for(lm, spec, n, passages)
     summary = {"name": name, "argv": sys.argv[1:], "recipe": recipe.to_dict(), "layout": layout.name, "n": n, "texts": spec, "passages": passages,
                "restarts": restarts, "seed": seed, "threads": torch.get_num_threads()}
+    rows = done(summary)
+    lm = pt.load_model(dtype="float32")
+    texts = texts_for(lm, spec, n, passages)
     for label, text in texts[len(rows):]:
         ids = lm.tokenize(text)[:n]
         started = time.perf_counter()
@@ -70,16 +70,22 @@ def main():
           f"median {summary['median_total_steps']}, {summary['wall_seconds']:.0f} s", flush=True)
 
 
-def done(name: str) -> list[dict]:
-    """The rows an interrupted screen of this NAME and these arguments wrote; none if it never ran."""
-    path = FOLDER / f"{name}.json"
+SETTINGS = ("recipe", "layout", "n", "texts", "passages", "restarts", "seed")  # what a resumed screen must share
+
+
+def done(summary: dict) -> list[dict]:
+    """The rows an interrupted screen of this NAME and these settings wrote; none if it never ran.
+    (Settings, not arguments: after the defaults move on, ``recipe=NAME@VERSION layout=NAME``
+    resume a screen begun under the old ones.)"""
+    path = FOLDER / f"{summary['name']}.json"
     if not path.exists():
         return []
     old = json.loads(path.read_text())
     if old.get("complete", True):
         sys.exit(f"error: {path} exists; choose another NAME")
-    if old["argv"] != sys.argv[1:]:
-        sys.exit(f"error: {path} was begun with other arguments ({' '.join(old['argv'])}); rerun those, or choose another NAME")
+    if any(old.get(k) != summary[k] for k in SETTINGS):
+        sys.exit(f"error: {path} was begun with other settings ({' '.join(old['argv'])}, recipe {old['recipe']['name']} "
+                 f"v{old['recipe']['version']}, layout {old.get('layout')}); rerun those, or choose another NAME")
     print(f"resuming {path}: {len(old['rows'])} texts done", flush=True)
     return old["rows"]
 

@@ -226,7 +226,7 @@ def train(lm: FrozenLM, config: Config, folder: "str | Path", progress: bool = T
         _resume(encoder, optimizer, checkpoint, lm)
     step, seconds = encoder.meta["training"]["step"], encoder.meta["training"]["seconds"]
     _keep_log(folder / "log.jsonl", step)
-    layout, first_weight = get_layout(DEFAULT_LAYOUT), get_recipe(DEFAULT_RECIPE).first_weight
+    layout, first_weight = get_layout(encoder.meta["layout"]), get_recipe(DEFAULT_RECIPE).first_weight  # a resumed run keeps its own
     began = time.perf_counter() - seconds
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="encoder", dynamic_ncols=True)
     with (folder / "log.jsonl").open("a") as log_file:
@@ -270,6 +270,7 @@ def _resume(encoder: Encoder, optimizer: torch.optim.Optimizer, checkpoint: Path
                                "use another folder, or the same settings to resume")
     encoder.load_state_dict(old.state_dict())
     encoder.meta["training"] |= {k: old.meta["training"][k] for k in ("step", "seconds")}
+    encoder.meta["layout"] = old.meta["layout"]  # the default may have moved on since
     state = {"state": {}, "param_groups": optimizer.state_dict()["param_groups"]}  # the settings are the config's
     for key, value in read_safetensors(checkpoint, FORMAT, "an encoder file")[0].items():
         if key.startswith("optim."):
