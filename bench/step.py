@@ -43,6 +43,7 @@ def torch_bf16(name: str, device: str = "cpu"):
     for module in lm.model.modules():
         if isinstance(module, Bf16Linear):
             module.__class__ = torch.nn.Linear
+            del module.weight32
     return lm
 
 

@@ -560,3 +560,14 @@ def test_a_cpu_without_bf16_units_sums_bf16_linears_in_float32_and_polishes_thro
     recipe = RECIPE.with_overrides(check_dtypes=("float32", "bfloat16"), polish=True)
     compute = compute_model(lm, recipe)
     assert compute is lm and polish_models(recipe, compute, check_models(lm, recipe)) == [summed]
+
+
+def test_only_passes_about_as_cheap_as_float32_are_polished_through(tiny_path, monkeypatch):
+    import prototokens.model as model_module
+    from prototokens import load_model
+
+    for native in (True, False):
+        monkeypatch.setattr(model_module, "native_bf16", lambda device, native=native: native)
+        lm = load_model(tiny_path, device="cpu")
+        assert lm.cheap and lm.in_dtype("bfloat16").cheap  # bf16 on a CPU: native, or Bf16Linear
+        assert not lm.in_dtype("float16").cheap  # emulated on a CPU, bf16 units or not

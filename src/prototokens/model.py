@@ -131,9 +131,11 @@ class FrozenLM:
     @property
     def cheap(self) -> bool:
         """Whether a pass costs about what a float32 one does, or less: float32, bf16 where the
-        device computes it natively, and bf16 on any CPU (:class:`Bf16Linear` where it has no
-        bf16 units; PyTorch's own bf16 there costs 13-18 float32 steps a step)."""
-        return self.dtype == torch.float32 or native_bf16(self.device) or (self.dtype == torch.bfloat16 and self.device.type == "cpu")
+        device computes it natively, bf16 on any CPU (:class:`Bf16Linear` where it has no bf16
+        units; PyTorch's own bf16 there costs 13-18 float32 steps a step), float16 on a GPU."""
+        if self.dtype == torch.bfloat16:
+            return native_bf16(self.device) or self.device.type == "cpu"
+        return self.dtype == torch.float32 or self.device.type == "cuda"
 
     @property
     def dtype_name(self) -> str:
