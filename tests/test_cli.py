@@ -29,7 +29,7 @@ def test_encode_decode_verify_info_round_trip(capsys, encoded):
     code, out, _ = run(capsys, "verify", encoded, "--json")
     assert code == 0 and json.loads(out)["accuracy"] == 1.0
     code, out, _ = run(capsys, "info", encoded)
-    assert code == 0 and json.loads(out)["layout"] == "em-plus-one"
+    assert code == 0 and json.loads(out)["layout"] == "start-em-plus-one"
 
 
 def test_jsonl_encodes_many_texts_and_resumes_after_the_done_ones(capsys, caplog, tiny_path, tmp_path):
@@ -60,7 +60,7 @@ def bad_inputs(tmp_path, encoded, tiny_path, other_tiny_path):
     return {
         "empty text": (["encode", "", *m], "the text is empty"),
         "blank text": (["encode", "   ", *m], "the text is empty"),
-        "too long": (["encode", "Alice " * 300, *m], "tokens; with layout em-plus-one the model"),
+        "too long": (["encode", "Alice " * 300, *m], "tokens; with layout start-em-plus-one the model"),
         "missing file": (["encode", "--file", tmp_path / "nope.txt", *m], "no such file"),
         "not utf-8": (["encode", "--file", tmp_path / "latin1.txt", *m], "is not UTF-8"),
         "jsonl not a string": (["encode", "--jsonl", tmp_path / "bad.jsonl", *m], "line 2: expected"),
@@ -103,7 +103,7 @@ def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tin
     assert not (tmp_path / "o.proto.safetensors").exists()
 
 
-@pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@10"], ["--steps", "-1"],
+@pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@11"], ["--steps", "-1"],
                                     ["--steps", "1.5"], ["--init", "zeros"], ["--patience", "0"], ["--patience", "never"],
                                     ["--check-dtypes", "float32,float8"], ["--budget-tokens", "0"],
                                     ["--starts", "0"], ["--race-steps", "x"]])
@@ -206,7 +206,7 @@ def test_budget_tokens_off_gives_every_length_the_same_steps(capsys, tiny_path, 
     out = tmp_path / "b.proto.safetensors"
     assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--budget-tokens", "off")[0] == 0
     recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
-    assert recipe["budget_tokens"] is None and recipe["max_steps"] == 300 and recipe["version"] == 9
+    assert recipe["budget_tokens"] is None and recipe["max_steps"] == 300 and recipe["version"] == 10
 
 
 def test_patience_off_is_the_papers_fixed_budget(capsys, tiny_path, tmp_path):

@@ -60,9 +60,9 @@ def test_a_resumed_run_is_the_uninterrupted_run(tiny, source, tmp_path):
 
 def test_a_resumed_run_keeps_its_layout_after_the_default_moves_on(tiny, source, tmp_path, monkeypatch):
     encoder.train(tiny, encoder.Config(source=source, steps=10, **SMALL), tmp_path, progress=False)
-    monkeypatch.setattr(encoder, "DEFAULT_LAYOUT", "start-em-plus-one")
+    monkeypatch.setattr(encoder, "DEFAULT_LAYOUT", "em-plus-one")
     resumed = encoder.train(tiny, encoder.Config(source=source, steps=20, **SMALL), tmp_path, progress=False)
-    assert resumed.meta["layout"] == json.loads((tmp_path / "encoder.json").read_text())["layout"] == "em-plus-one"
+    assert resumed.meta["layout"] == json.loads((tmp_path / "encoder.json").read_text())["layout"] == "start-em-plus-one"
 
 
 def test_save_load_round_trip_and_another_model_refused(tiny, trained, other_tiny_path):

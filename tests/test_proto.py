@@ -32,7 +32,7 @@ def test_file_says_which_model_layout_length_and_recipe(tiny, saved):
     meta = load(saved[1]).metadata()
     assert meta["format_version"] == 1
     assert meta["model"] == {"name": tiny.name, "fingerprint": tiny.fingerprint, "d_model": tiny.d_model}
-    assert meta["layout"] == "em-plus-one" and meta["shared"] is None and meta["complete"] is True
+    assert meta["layout"] == "start-em-plus-one" and meta["shared"] is None and meta["complete"] is True
     assert meta["recipe"]["lr"] == 0.05 and meta["recipe"]["seed"] == 0
     first = meta["texts"][0]
     assert first["target_ids"] == tiny.tokenize("Alice was") and first["n_tokens"] == len(first["target_ids"])

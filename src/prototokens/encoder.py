@@ -6,7 +6,7 @@ learned query per predicted vector) adds a correction to a learned start vector.
 end to end on the one-pass reconstruction loss through the same frozen LM, so no precomputed
 solutions are needed (they are not unique: two seeds give near-orthogonal m). ``predict`` picks
 the variant: ``em`` predicts e and m; ``e`` learns one m per model and predicts e; ``m`` keeps
-e at the document-start token (where the default recipe starts it, an attention sink) and
+e at the document-start token (where ``fast`` up to v9 started it, an attention sink) and
 predicts m; ``none`` learns one (e, m) for all texts, the best text-independent start (the floor
 to beat).
 
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 FORMAT, FORMAT_VERSION = "prototokens-encoder", 1
 PREDICT = {"em": ("e", "m"), "e": ("e",), "m": ("m",), "none": ()}  # variant -> the vectors read from the text
-FIXED = {"m": ("e",)}  # variant -> start vectors it keeps where the default recipe starts them
+FIXED = {"m": ("e",)}  # variant -> start vectors it keeps where they start
 
 
 @dataclass(kw_only=True)
@@ -108,7 +108,7 @@ class Encoder(nn.Module):
 
     @classmethod
     def create(cls, lm: FrozenLM, config: Config) -> "Encoder":
-        """A fresh encoder for ``lm``: it starts where the default recipe does (e at the
+        """A fresh encoder for ``lm``: it starts where ``fast`` up to v9 did (e at the
         document-start token, m ~ N(0, std(embeddings)^2)), its head's output zero."""
         n_layers = lm.model.config.num_hidden_layers
         if config.layer > n_layers:

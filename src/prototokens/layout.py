@@ -132,7 +132,7 @@ LAYOUTS: dict[str, Layout] = {
         Layout("start-em-plus-one", "[start][e][m]xN, the outputs of start and e unused", lambda n: [S, E] + [M] * n, 2),
     )
 }
-DEFAULT_LAYOUT = "em-plus-one"  # the paper's default is "em"; see the README for why not ours
+DEFAULT_LAYOUT = "start-em-plus-one"  # the paper's default is "em"; see the README for why not ours
 
 
 def get_layout(name: str) -> Layout:
