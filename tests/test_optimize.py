@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prototokens import FrozenLM, PrototokensError, Recipe, decode_ids, encode_ids, get_recipe, optimize
-from prototokens.layout import LAYOUTS
+from prototokens.layout import DEFAULT_LAYOUT, LAYOUTS
 from prototokens.optimizers import OPTIMIZERS
 from prototokens.recipe import OFF, label, same_recipe
 
@@ -216,8 +216,8 @@ def test_patience_gives_up_a_seed_that_stopped_improving(tiny):
 def test_the_reported_loss_is_the_plain_cross_entropy_whatever_the_first_target_weight(tiny):
     target = ids(tiny, TEXTS[1])
     fit = optimize(tiny, [target], recipe=RECIPE.with_overrides(first_weight=4.0, max_steps=20), progress=False)
-    layout = LAYOUTS["em-plus-one"]
-    z = layout.build(fit.e, fit.m, [len(target)])
+    layout = LAYOUTS[DEFAULT_LAYOUT]
+    z = layout.build(fit.e, fit.m, [len(target)], tiny)
     with torch.no_grad():
         logits = tiny.logits(z)[0, layout.outputs(len(target))].float()
     ce = torch.nn.functional.cross_entropy(logits, torch.tensor(target))
@@ -231,10 +231,10 @@ def test_a_warm_start_from_a_prefix_solution_keeps_the_prefix_exact(tiny):
     again = optimize(tiny, [target[:3]], recipe=RECIPE, start=prefix.vectors, progress=False)
     assert [o.steps for o in again.outcomes] == [0] and [o.status for o in again.outcomes] == ["solved"]  # started where the prefix ended
     longer = optimize(tiny, [target], recipe=RECIPE.with_overrides(max_steps=1), start=prefix.vectors, progress=False)
-    layout = LAYOUTS["em-plus-one"]
+    layout = LAYOUTS[DEFAULT_LAYOUT]
     with torch.no_grad():
-        z = layout.build(prefix.e, prefix.m, [len(target)])
-        head = tiny.logits(z)[0, 1:4].argmax(-1).tolist()
+        z = layout.build(prefix.e, prefix.m, [len(target)], tiny)
+        head = tiny.logits(z)[0, layout.outputs(3)].argmax(-1).tolist()
     assert head == target[:3]  # causal: the prefix's outputs are unchanged inside the longer layout
     assert [o.total_steps for o in longer.outcomes] == [1]
 
@@ -493,7 +493,7 @@ def test_polish_trains_an_exact_text_through_its_other_check_dtypes_until_all_wr
     target = [ids(lm, "Alice was")]
     recipe = RECIPE.with_overrides(lr=0.02, dtype="bfloat16", check_dtypes=("float32",), max_steps=300, patience=100,
                                    polish=True)
-    proto = encode_ids(lm, target, recipe=recipe, restarts=3, progress=False)
+    proto = encode_ids(lm, target, layout="em-plus-one", recipe=recipe, restarts=3, progress=False)
     assert proto.texts[0].status == "solved" and proto.recipe["polish"]
     assert decode_ids(lm, proto) == target
     trained = [k for k, (dtype, grad, _) in enumerate(calls) if dtype == torch.float32 and grad]
