@@ -34,6 +34,7 @@ import torch
 import prototokens as pt
 from prototokens.data import sample_passages
 from prototokens.optimize import evaluate
+from prototokens.recipe import get_recipe
 from prototokens.recipe import label as label_of
 from step import step_seconds
 
@@ -115,6 +116,13 @@ def main():
         if not same or earlier["fingerprint"] != models["float32"].fingerprint:
             raise SystemExit(f"{out} holds another measurement; move it away or pass another --out")
         rows, throughput = earlier["rows"], earlier["throughput"]
+        for recipe in recipes:  # a preset that moved on since (fast v9 -> v10) must not extend its rows
+            now = get_recipe(recipe.partition(":")[0]).label
+            was = {r["recipe_label"] for r in rows if r["recipe"] == recipe and "recipe_label" in r}
+            if was - {now}:
+                raise SystemExit(f"{out} holds rows of {recipe!r} as {', '.join(sorted(was))}, which is now {now}; "
+                                 f"name the version (e.g. {recipe.partition(':')[0]}@{min(was).split(' v')[-1]}) "
+                                 "in a new --out")
         print(f"resuming {out}: {len(rows)} texts and {len(throughput)} batch sizes done", flush=True)
 
     def save():  # after every row, so a stopped run keeps what it measured
@@ -133,10 +141,11 @@ def main():
             step = (before + fp32_step_seconds(models["float32"], args.n)) / 2
             if done.returncode not in (0, 1):
                 raise SystemExit(f"encode failed: {done.stderr.strip()}")
-            record = pt.load(path).texts[0]
+            proto = pt.load(path)
+            record = proto.texts[0]
             shutil.copy(path, args.out / path.name)  # kept beside the JSON, to decode and verify later
             check = decodes(models, path)
-            row = {"recipe": recipe, "text": label, "n_tokens": record.n_tokens, "status": record.status,
+            row = {"recipe": recipe, "recipe_label": label_of(proto.recipe), "text": label, "n_tokens": record.n_tokens, "status": record.status,
                    "accuracy": record.accuracy, "steps": record.total_steps, "seed": record.seed, "seed_steps": record.steps,
                    "wall_s": wall, "optimize_s": record.elapsed, "fp32_step_s": step, "fp32_steps": wall / step,
                    "decodes": {d: c["exact"][0] for d, c in check.items()},
