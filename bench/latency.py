@@ -13,7 +13,9 @@ samples other passages of the sources (0 gave the texts every earlier run used).
 `--batch-size B`) and reports texts per hour (its file kept beside the JSON); `--recipes ""` measures only that. A recipe may carry CLI options after a colon,
 e.g. `paper:--layout em --steps 2000`. After every row the JSON is written and the text's proto file
 copied beside it; run the same command
-again after a stop and it keeps the rows it finds there and measures only the rest.
+again after a stop and it keeps the rows it finds there and measures only the rest. Each row names
+the recipe version it ran (``fast v10``), and a run refuses to add rows to those of a preset that
+has moved on since (run ``fast@9`` for more rows of ``fast`` v9).
 """
 
 from __future__ import annotations
