@@ -4,12 +4,12 @@ to the compute pass's, row by row.
     .venv/bin/python bench/screen_polish.py NAME [KEY=VALUE ...]   # recipe_search's arguments
 
 When a text first reads exactly in the compute dtype, `polish` adds the objective of a pass in
-the other check dtype (bf16 on a CPU without bf16 units). Where that dtype misreads the text, its
-objective can be many times the compute pass's, and the first polished update throws the state
+the other check dtype (bf16 on a CPU without bf16 units). Its first update can throw the state
 away: a 32-token passage read at 0.97 in fp32 read at 0.28 one step after polish began, and took
-115 more steps to be solved in both dtypes (the demo of a fresh clone, fast v10, AVX2). Here the
-polish objective of each row is multiplied by min(1, compute objective / polish objective), both
-detached, so it never outweighs the compute pass. Patches ``prototokens.optimize._polished`` for
+115 more steps to be solved in both dtypes (the demo of a fresh clone, fast v10, AVX2). The
+hypothesis screened here: the other dtype's objective, large where it misreads, outweighs the
+compute pass's. So the polish objective of each row is multiplied by min(1, compute objective /
+polish objective), both detached. (At N = 32 a tie, so not the cause: bench/RESULTS.md.) Patches ``prototokens.optimize._polished`` for
 this process only; same JSON as recipe_search (bench/results/recipes/NAME.json).
 """
 
