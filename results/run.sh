@@ -87,6 +87,11 @@ if [[ $what == all || $what == capacity ]]; then
   # the same recipe at the paper's budget (5000 steps a seed, patience 1000), from 32 (passed above) on
   $pt capacity --layout em-plus-one --source random --shared-m --recipe fast@6 --steps 5000 --patience 1000 --seeds 2 --texts 3 \
     --grid 32,45,64 -q -o results/capacity/random-shared-5000
+  # the progressive climb under `fast` v10 (eigen-adamw, layout start-em-plus-one) on the books row's first three
+  # texts, one text a batch so each text's records land when its climb ends; its resume state
+  # (climb-*.safetensors, 5 MB a text) is not committed: it resumes on the machine that ran it (under way)
+  $pt capacity --source books --recipe fast@10 --search progressive --steps 10000 --stage-steps 1000 --batch-size 1 --texts 3 \
+    --max-length 181 -q -o results/capacity/books-progressive-onestep-v10
   $pt report results/capacity
 fi
 
