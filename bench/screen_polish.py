@@ -1,7 +1,8 @@
-"""Screen a balanced `polish` with bench/recipe_search.py: the polish pass's objective scaled down
-to the compute pass's, row by row.
+"""Screen two changes to `polish` with bench/recipe_search.py: a balanced objective (the polish
+pass's objective scaled down to the compute pass's, row by row), or with ``polish_lr=F`` a
+smaller step (each text's learning rate times F from its first polished step on).
 
-    .venv/bin/python bench/screen_polish.py NAME [KEY=VALUE ...]   # recipe_search's arguments
+    .venv/bin/python bench/screen_polish.py NAME [polish_lr=F] [KEY=VALUE ...]   # then recipe_search's arguments
 
 When a text first reads exactly in the compute dtype, `polish` adds the objective of a pass in
 the other check dtype (bf16 on a CPU without bf16 units). Its first update can throw the state
@@ -9,8 +10,15 @@ away: a 32-token passage read at 0.97 in fp32 read at 0.28 one step after polish
 115 more steps to be solved in both dtypes (the demo of a fresh clone, fast v10, AVX2). The
 hypothesis screened here: the other dtype's objective, large where it misreads, outweighs the
 compute pass's. So the polish objective of each row is multiplied by min(1, compute objective /
-polish objective), both detached. (At N = 32 a tie, so not the cause: bench/RESULTS.md.) Patches ``prototokens.optimize._polished`` for
-this process only; same JSON as recipe_search (bench/results/recipes/NAME.json).
+polish objective), both detached. (At N = 32 a tie, so not the cause: bench/RESULTS.md.)
+The second: the polish pass's gradient is ten times the compute pass's, and consistent, so
+within a step or two AdamW moves every direction by its full learning rate along it (the demo:
+updates 4-8x their size before polish). A text runs alone in recipe_search, so one optimiser is
+under way at a time, and its rate is scaled once its ``_polished`` first adds a pass.
+
+Patches ``prototokens.optimize._polished`` (and, with ``polish_lr``, the optimisers' rate) for
+this process only; same JSON as recipe_search (bench/results/recipes/NAME.json), with the patch
+named in its ``patch`` field.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import sys
 import torch
 
 import recipe_search
+from prototokens import optimizers
 from prototokens.optimize import evaluate
 
 optimize = sys.modules["prototokens.optimize"]  # the module: `prototokens.optimize` is the function
@@ -42,6 +51,34 @@ def balanced(objective, polish, polishing, groups, active, layout, vectors, targ
     return objective, seen
 
 
+def slowed(factor: float) -> None:
+    """Patch: the optimiser under way steps at ``factor`` times its rate once polish has begun."""
+    under_way = {}
+    build, plain, rate = optimize.build_optimizer, optimize._polished, optimizers.RowAdamW.lr
+
+    def build_optimizer(*args):
+        under_way["optimizer"] = o = build(*args)
+        o.polishing = False
+        return o
+
+    def polished(objective, polish, polishing, *rest):
+        under_way["optimizer"].polishing |= bool(polish and polishing)
+        return plain(objective, polish, polishing, *rest)
+
+    def lr(self, i, steps):
+        return rate(self, i, steps) * (factor if self.polishing else 1.0)
+
+    optimize.build_optimizer, optimize._polished, optimizers.RowAdamW.lr = build_optimizer, polished, lr
+
+
 if __name__ == "__main__":
-    optimize._polished = balanced
+    factor = next((float(a.split("=", 1)[1]) for a in sys.argv[2:] if a.startswith("polish_lr=")), None)
+    sys.argv = [a for a in sys.argv if not a.startswith("polish_lr=")]
+    if factor is None:
+        optimize._polished, patch = balanced, "balanced"
+    else:
+        slowed(factor)
+        patch = f"polish_lr={factor}"
+    save = recipe_search.save
+    recipe_search.save = lambda name, summary: save(name, summary | {"patch": patch})
     recipe_search.main()
