@@ -23,15 +23,16 @@ import torch
 import prototokens as pt
 from prototokens import optimizers
 from prototokens.data import book_text, passage
+from screen_polish import slowed
 
 optimize = sys.modules["prototokens.optimize"]  # the module: `prototokens.optimize` is the function
 FOLDER = Path("bench/results/polish-shock")
 
 
-def record(clip: float | None, polish_lr: float | None) -> tuple[list, list]:
+def record(clip: float | None) -> tuple[list, list]:
     """Patch the optimisers and ``_polished`` to log each step; the two logs, filled as it runs."""
     steps, objectives = [], []
-    rate, polished = optimizers.RowAdamW.lr, optimize._polished
+    polished = optimize._polished
 
     def logged(original):
         def step(self, rows_per_param):
@@ -50,13 +51,9 @@ def record(clip: float | None, polish_lr: float | None) -> tuple[list, list]:
         objectives.append([float(objective.detach().sum()), float(out.detach().sum())])
         return out, seen
 
-    def lr(self, i, steps_):
-        slow = polish_lr is not None and objectives and objectives[-1][0] != objectives[-1][1]
-        return rate(self, i, steps_) * (polish_lr if slow else 1.0)
-
     for cls in (optimizers.RowAdamW, optimizers.EigenAdamW):
         cls.step = logged(cls.__dict__["step"])
-    optimizers.RowAdamW.lr, optimize._polished = lr, polishing
+    optimize._polished = polishing
     return steps, objectives
 
 
@@ -78,7 +75,9 @@ def _clip(opt, rows_per_param, c: float) -> None:
 def main():
     name, options = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
     clip, polish_lr = (float(options[k]) if k in options else None for k in ("clip", "polish_lr"))
-    steps, objectives = record(clip, polish_lr)
+    if polish_lr is not None:
+        slowed(polish_lr)  # screen_polish.py's patch, which the log below wraps
+    steps, objectives = record(clip)
     lm = pt.load_model(dtype="float32")
     target = passage(lm, book_text(options.get("book", "alice29")), int(options.get("tokens", 32)), start_char=1000)
     started = time.perf_counter()
