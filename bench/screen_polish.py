@@ -1,8 +1,10 @@
-"""Screen two changes to `polish` with bench/recipe_search.py: a balanced objective (the polish
-pass's objective scaled down to the compute pass's, row by row), or with ``polish_lr=F`` a
-smaller step (each text's learning rate times F from its first polished step on).
+"""Screen changes to `polish` with bench/recipe_search.py: a balanced objective (the polish
+pass's objective scaled down to the compute pass's, row by row); with ``polish_lr=F`` a smaller
+step (each text's learning rate times F from its first polished step on); with
+``polish_from=A`` an earlier start (a text polishes from the first step its compute pass reads
+at least a fraction A of its targets, not only once it reads all of them).
 
-    .venv/bin/python bench/screen_polish.py NAME [polish_lr=F] [KEY=VALUE ...]   # then recipe_search's arguments
+    .venv/bin/python bench/screen_polish.py NAME [polish_lr=F] [polish_from=A] [KEY=VALUE ...]   # then recipe_search's arguments
 
 When a text first reads exactly in the compute dtype, `polish` adds the objective of a pass in
 the other check dtype (bf16 on a CPU without bf16 units). Its first update can throw the state
@@ -16,9 +18,9 @@ within a step or two AdamW moves every direction by its full learning rate along
 updates 4-8x their size before polish). A text runs alone in recipe_search, so one optimiser is
 under way at a time, and its rate is scaled once its ``_polished`` first adds a pass.
 
-Patches ``prototokens.optimize._polished`` (and, with ``polish_lr``, the optimisers' rate) for
-this process only; same JSON as recipe_search (bench/results/recipes/NAME.json), with the patch
-named in its ``patch`` field.
+Patches ``prototokens.optimize._polished`` (and, with ``polish_lr``, the optimisers' rate; with
+``polish_from``, ``evaluate`` to see each step's compute pass) for this process only; same JSON
+as recipe_search (bench/results/recipes/NAME.json), with the patch named in its ``patch`` field.
 """
 
 from __future__ import annotations
@@ -71,14 +73,45 @@ def slowed(factor: float) -> None:
     optimize.build_optimizer, optimize._polished, optimizers.RowAdamW.lr = build_optimizer, polished, lr
 
 
+def earlier(fraction: float) -> None:
+    """Patch: a group polishes from the first step its compute pass reads at least ``fraction``
+    of each member's targets (``_run`` adds it once it reads all of them)."""
+    compute_pass = {}
+    score, plain = optimize.evaluate, optimize._polished
+
+    def evaluate(*args, **kwargs):
+        compute_pass["scores"] = scores = score(*args, **kwargs)
+        return scores
+
+    def polished(objective, polish, polishing, groups, active, *rest):
+        accuracy = compute_pass["scores"].accuracy.tolist()  # the pass _run made just before
+        for group in (g for g in groups if g[0] in active):
+            if all(accuracy[active.index(a)] >= fraction for a in group):
+                polishing.add(group[0])
+        return plain(objective, polish, polishing, groups, active, *rest)
+
+    optimize.evaluate, optimize._polished = evaluate, polished
+
+
+def option(name: str) -> float | None:
+    """The value of ``name=F`` among the arguments (removed from them), or None."""
+    value = next((float(a.split("=", 1)[1]) for a in sys.argv[2:] if a.startswith(f"{name}=")), None)
+    sys.argv = [a for a in sys.argv if not a.startswith(f"{name}=")]
+    return value
+
+
 if __name__ == "__main__":
-    factor = next((float(a.split("=", 1)[1]) for a in sys.argv[2:] if a.startswith("polish_lr=")), None)
-    sys.argv = [a for a in sys.argv if not a.startswith("polish_lr=")]
-    if factor is None:
-        optimize._polished, patch = balanced, "balanced"
-    else:
+    factor, fraction = option("polish_lr"), option("polish_from")
+    patches = []
+    if factor is not None:
         slowed(factor)
-        patch = f"polish_lr={factor}"
+        patches.append(f"polish_lr={factor}")
+    if fraction is not None:
+        earlier(fraction)
+        patches.append(f"polish_from={fraction}")
+    if not patches:
+        optimize._polished = balanced
+    patch = " ".join(patches) or "balanced"
     save = recipe_search.save
     recipe_search.save = lambda name, summary: save(name, summary | {"patch": patch})
     recipe_search.main()
