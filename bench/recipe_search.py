@@ -10,7 +10,8 @@ seed that samples them, 0), seed (first optimiser seed, 0), restarts (seeds per 
 Each text runs alone in its own ``optimize`` call, so its ``total_steps`` (over all its seeds and
 starts) is what it costs, in steps of the compute dtype; in float32 that is its cost in fp32-step
 equivalents, less the forwards of the dtype checks and the model load, which bench/latency.py
-counts. Each kept state is decoded in float32 and bfloat16. Writes
+counts. Each kept state is decoded in float32 and bfloat16. Each row keeps the compute pass's
+accuracy at every step of each seed and start (and every 10th step, as older screens did). Writes
 bench/results/recipes/NAME.json after every text and prints one line per text; run it again
 with the same settings after an interruption and it goes on from the first text not written.
 """
@@ -57,8 +58,12 @@ def main():
             with torch.no_grad():
                 s = evaluate(lm.in_dtype(dtype), layout, fit.vectors, [ids])
             decode[dtype] = {"accuracy": float(s.accuracy[0]), "margin": float(s.margin[0])}
+        runs = {}  # (seed, start) -> the compute pass's accuracy at each of its steps
+        for t in fit.trajectory[0]:
+            runs.setdefault((t.seed, t.start), []).append(round(t.accuracy, 4))
         rows.append({"text": label, "n": len(ids), **o.to_dict(), "wall_seconds": wall, "decode": decode,
-                     "accuracy_every_10": [[t.seed, t.start, t.step, round(t.accuracy, 4)] for t in fit.trajectory[0] if t.step % 10 == 0]})
+                     "accuracy_every_10": [[t.seed, t.start, t.step, round(t.accuracy, 4)] for t in fit.trajectory[0] if t.step % 10 == 0],
+                     "accuracy_every_step": [[seed, start, accuracy] for (seed, start), accuracy in runs.items()]})
         save(name, summary | {"complete": False, "rows": rows})
         print(f"{label}: {o.status} acc {o.accuracy:.3f} margin {o.margin:.2f} steps {o.steps} total {o.total_steps} "
               f"| fp32 {decode['float32']['accuracy']:.3f} bf16 {decode['bfloat16']['accuracy']:.3f}", flush=True)
