@@ -2,9 +2,11 @@
 pass's objective scaled down to the compute pass's, row by row); with ``polish_lr=F`` a smaller
 step (each text's learning rate times F from its first polished step on); with
 ``polish_from=A`` an earlier start (a text polishes from the first step its compute pass reads
-at least a fraction A of its targets, not only once it reads all of them).
+at least a fraction A of its targets, not only once it reads all of them); with
+``polish_ramp=R`` a gradual one (the polish objective's weight rises from 1/R to 1 over a text's
+first R polished steps).
 
-    .venv/bin/python bench/screen_polish.py NAME [polish_lr=F] [polish_from=A] [KEY=VALUE ...]   # then recipe_search's arguments
+    .venv/bin/python bench/screen_polish.py NAME [polish_lr=F] [polish_from=A] [polish_ramp=R] [KEY=VALUE ...]   # then recipe_search's arguments
 
 When a text first reads exactly in the compute dtype, `polish` adds the objective of a pass in
 the other check dtype (bf16 on a CPU without bf16 units). Its first update can throw the state
@@ -19,7 +21,8 @@ updates 4-8x their size before polish). A text runs alone in recipe_search, so o
 under way at a time, and its rate is scaled once its ``_polished`` first adds a pass.
 
 Patches ``prototokens.optimize._polished`` (and, with ``polish_lr``, the optimisers' rate; with
-``polish_from``, ``evaluate`` to see each step's compute pass) for this process only; same JSON
+``polish_from``, ``evaluate`` to see each step's compute pass; with ``polish_lr`` and
+``polish_ramp``, ``build_optimizer`` to know a new seed) for this process only; same JSON
 as recipe_search (bench/results/recipes/NAME.json), with the patch named in its ``patch`` field.
 """
 
@@ -36,21 +39,46 @@ from prototokens.optimize import evaluate
 optimize = sys.modules["prototokens.optimize"]  # the module: `prototokens.optimize` is the function
 
 
-def balanced(objective, polish, polishing, groups, active, layout, vectors, targets, recipe):
-    """``optimize._polished`` with each row's polish objective at most its compute objective."""
-    ks = [k for g in groups if g[0] in polishing for k, a in enumerate(active) if a in g]
-    if not (polish and ks):
-        return objective, {}
-    at = torch.tensor(ks, device=objective.device)
-    mine = {n: v[at] for n, v in vectors.items()}
-    base, seen = objective[at].detach(), {}
-    for lm in polish:
-        extra = evaluate(lm, layout, mine, [targets[k] for k in ks], *recipe.objective)
-        weight = (base / extra.objective.detach().clamp_min(1e-12)).clamp(max=1.0)
-        objective = objective.index_add(0, at, weight * extra.objective)
-        if lm.batch_invariant:
-            seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))
-    return objective, seen
+def weighted(weight):
+    """``optimize._polished`` with each row's polish objective times ``weight(rows, compute
+    objective, polish objective)``: the batch rows polishing, and their two objectives detached."""
+
+    def polished(objective, polish, polishing, groups, active, layout, vectors, targets, recipe):
+        ks = [k for g in groups if g[0] in polishing for k, a in enumerate(active) if a in g]
+        if not (polish and ks):
+            return objective, {}
+        at = torch.tensor(ks, device=objective.device)
+        mine = {n: v[at] for n, v in vectors.items()}
+        base, seen = objective[at].detach(), {}
+        for lm in polish:
+            extra = evaluate(lm, layout, mine, [targets[k] for k in ks], *recipe.objective)
+            objective = objective.index_add(0, at, weight([active[k] for k in ks], base, extra.objective.detach()) * extra.objective)
+            if lm.batch_invariant:
+                seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))
+        return objective, seen
+
+    return polished
+
+
+# each row's polish objective at most its compute objective
+balanced = weighted(lambda rows, base, extra: (base / extra.clamp_min(1e-12)).clamp(max=1.0))
+
+
+def ramped(steps: int) -> None:
+    """Patch: a row's polish objective weighs its polished steps so far over ``steps``, up to 1,
+    so that AdamW's second moment grows with the new gradient instead of lagging it."""
+    age, build = {}, optimize.build_optimizer
+
+    def build_optimizer(*args):
+        age.clear()  # a new seed: its rows start again
+        return build(*args)
+
+    def weight(rows, base, extra):
+        for a in rows:
+            age[a] = age.get(a, 0) + 1
+        return torch.tensor([min(1.0, age[a] / steps) for a in rows], device=extra.device)
+
+    optimize.build_optimizer, optimize._polished = build_optimizer, weighted(weight)
 
 
 def slowed(factor: float) -> None:
@@ -101,8 +129,11 @@ def option(name: str) -> float | None:
 
 
 if __name__ == "__main__":
-    factor, fraction = option("polish_lr"), option("polish_from")
+    factor, fraction, ramp = option("polish_lr"), option("polish_from"), option("polish_ramp")
     patches = []
+    if ramp is not None:  # first: the patches below wrap the _polished it sets
+        ramped(int(ramp))
+        patches.append(f"polish_ramp={int(ramp)}")
     if factor is not None:
         slowed(factor)
         patches.append(f"polish_lr={factor}")
