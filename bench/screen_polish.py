@@ -4,9 +4,11 @@ step (each text's learning rate times F from its first polished step on); with
 ``polish_from=A`` an earlier start (a text polishes from the first step its compute pass reads
 at least a fraction A of its targets, not only once it reads all of them); with
 ``polish_ramp=R`` a gradual one (the polish objective's weight rises from 1/R to 1 over a text's
-first R polished steps).
+first R polished steps); with ``noise=S`` a compute pass that trains through noise of rounding's
+kind (each linear's and decoder layer's output times 1 + S N(0, 1)), so that a state fp32 reads
+may already read in bf16 when polish would begin.
 
-    .venv/bin/python bench/screen_polish.py NAME [polish_lr=F] [polish_from=A] [polish_ramp=R] [KEY=VALUE ...]   # then recipe_search's arguments
+    .venv/bin/python bench/screen_polish.py NAME [polish_lr=F] [polish_from=A] [polish_ramp=R] [noise=S] [KEY=VALUE ...]   # then recipe_search's arguments
 
 When a text first reads exactly in the compute dtype, `polish` adds the objective of a pass in
 the other check dtype (bf16 on a CPU without bf16 units). Its first update can throw the state
@@ -121,6 +123,33 @@ def earlier(fraction: float) -> None:
     optimize.evaluate, optimize._polished = evaluate, polished
 
 
+def noisy(sigma: float) -> None:
+    """Patch: the compute pass, where it takes gradients, multiplies the output of every linear
+    and every decoder layer by 1 + ``sigma`` N(0, 1), elementwise, so that the optimiser seeks
+    states that rounding of about that size does not misread (bf16 rounds each value by up to
+    2^-9 of it, a std of 0.0011). Checks and decodes, without gradients, read the model as it is."""
+    build = optimize.compute_model
+
+    def jitter(module, args, output):
+        if not torch.is_grad_enabled():
+            return output
+        if isinstance(output, tuple):
+            return (output[0] * (1 + sigma * torch.randn_like(output[0])), *output[1:])
+        return output * (1 + sigma * torch.randn_like(output))
+
+    def compute_model(lm, recipe):
+        model = build(lm, recipe)
+        if not getattr(model, "jittered", False):
+            lm.in_dtype("bfloat16")  # made before the hooks, which a copy would carry
+            layers = model.model.model.layers
+            for module in (*(m for m in model.model.modules() if isinstance(m, torch.nn.Linear)), *layers):
+                module.register_forward_hook(jitter)
+            model.jittered = True
+        return model
+
+    optimize.compute_model = compute_model
+
+
 def option(name: str) -> float | None:
     """The value of ``name=F`` among the arguments (removed from them), or None."""
     value = next((float(a.split("=", 1)[1]) for a in sys.argv[2:] if a.startswith(f"{name}=")), None)
@@ -129,8 +158,11 @@ def option(name: str) -> float | None:
 
 
 if __name__ == "__main__":
-    factor, fraction, ramp = option("polish_lr"), option("polish_from"), option("polish_ramp")
+    factor, fraction, ramp, sigma = option("polish_lr"), option("polish_from"), option("polish_ramp"), option("noise")
     patches = []
+    if sigma is not None:
+        noisy(sigma)
+        patches.append(f"noise={sigma}")
     if ramp is not None:  # first: the patches below wrap the _polished it sets
         ramped(int(ramp))
         patches.append(f"polish_ramp={int(ramp)}")
