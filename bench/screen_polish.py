@@ -24,8 +24,10 @@ under way at a time, and its rate is scaled once its ``_polished`` first adds a 
 
 Patches ``prototokens.optimize._polished`` (and, with ``polish_lr``, the optimisers' rate; with
 ``polish_from``, ``evaluate`` to see each step's compute pass; with ``polish_lr`` and
-``polish_ramp``, ``build_optimizer`` to know a new seed) for this process only; same JSON
-as recipe_search (bench/results/recipes/NAME.json), with the patch named in its ``patch`` field.
+``polish_ramp``, ``build_optimizer`` to know a new seed; with ``noise``, ``compute_model`` to
+hook its modules) for this process only; same JSON as recipe_search
+(bench/results/recipes/NAME.json), with the patches named in its ``patch`` field. Findings:
+bench/RESULTS.md, the sections on `polish` (none of these a lever at N = 32).
 """
 
 from __future__ import annotations
