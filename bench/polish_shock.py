@@ -3,7 +3,8 @@
     .venv/bin/python bench/polish_shock.py NAME [tokens=32] [book=alice29] [clip=C] [polish_lr=F]
 
 The demo's passage by default (the same ``--book`` and ``--tokens``). Per step: token accuracy
-and loss in the compute dtype, the objective without and with the polish pass, and for each
+and loss in the compute dtype, the objective without and with the polish pass, the polish
+pass's accuracy and smallest margin (``polish_read``, where it ran), and for each
 vector the gradient's norm (before any clip), the update's norm and whether the
 eigenbasis was refreshed. Two patches for this process only: ``clip=C`` scales each step's
 gradient to at most C times the root of its running mean square norm (an EMA with beta2 of the
@@ -47,8 +48,14 @@ def record(clip: float | None) -> tuple[list, list]:
         return step
 
     def polishing(objective, *args):
-        out, seen = polished(objective, *args)
-        objectives.append([float(objective.detach().sum()), float(out.detach().sum())])
+        score, passes = optimize.evaluate, []
+        optimize.evaluate = lambda *a, **k: passes.append(score(*a, **k)) or passes[-1]  # the polish pass, if any
+        try:
+            out, seen = polished(objective, *args)
+        finally:
+            optimize.evaluate = score
+        read = [float(passes[0].accuracy[0]), float(passes[0].margin[0])] if passes else None
+        objectives.append([float(objective.detach().sum()), float(out.detach().sum()), read])
         return out, seen
 
     for cls in (optimizers.RowAdamW, optimizers.EigenAdamW):
@@ -84,7 +91,8 @@ def main():
     fit = pt.optimize(lm, [target], recipe=pt.get_recipe("fast"), seed=0, restarts=1, progress=False, trajectory=True)
     outcome = fit.outcomes[0].to_dict()
     reads = [[t.step, t.accuracy, t.loss] for t in fit.trajectory[0]]
-    rows = [s | {"step": k, "accuracy": reads[k][1], "loss": reads[k][2], "objective": objectives[k]} for k, s in enumerate(steps)]
+    rows = [s | {"step": k, "accuracy": reads[k][1], "loss": reads[k][2], "objective": objectives[k][:2], "polish_read": objectives[k][2]}
+            for k, s in enumerate(steps)]
     FOLDER.mkdir(parents=True, exist_ok=True)
     (FOLDER / f"{name}.json").write_text(json.dumps(
         {"name": name, "argv": sys.argv[1:], "recipe": pt.get_recipe("fast").to_dict(), "tokens": len(target),
@@ -92,6 +100,11 @@ def main():
          "steps": rows}, indent=None) + "\n")
     first = next((r["step"] for r in rows if r["objective"][0] != r["objective"][1]), None)
     print(f"{name}: {outcome['status']} after {outcome['total_steps']} steps; polish from step {first}")
+    margin = pt.get_recipe("fast").margin
+    bf16 = [r for r in rows if r["polish_read"]]
+    exact = next((r["step"] for r in bf16 if r["polish_read"][0] == 1.0), None)
+    ahead = next((r["step"] for r in bf16 if r["polish_read"][0] == 1.0 and r["polish_read"][1] >= margin), None)
+    print(f"  the polish pass first reads it exactly at step {exact}, with the {margin} margin at step {ahead}")
     for r in rows[max(0, (first or 0) - 3): (first or 0) + 8]:
         print(f"  step {r['step']}: accuracy {r['accuracy']:.3f}, objective {r['objective'][0]:.3f} -> {r['objective'][1]:.3f}, "
               f"gradient {r['grad'][0]:.3g} (e) {r['grad'][1]:.3g} (m), update {r['update'][0]:.3g} {r['update'][1]:.3g}"
