@@ -10,7 +10,9 @@ polishes from the first step its fp32 read is exact (or, for a screen patched wi
 ``polish_from=A``, reads a fraction A), found in each step's read where the JSON keeps it. Older
 JSONs keep every 10th: there the first sample at or above the threshold stands in, marked
 "est.", and it undercounts (a first exact read that polish's first update throws away falls
-between two samples). Last row: texts solved, steps, polished steps and equivalents in all.
+between two samples). Equivalents only for screens whose steps ran in fp32 (``auto`` on a CPU
+without bf16 units, as every screen here). Last row: texts solved, steps, polished steps and
+equivalents in all.
 """
 
 from __future__ import annotations
@@ -49,14 +51,16 @@ def main():
         summary = json.loads(open(path).read())
         patch = summary.get("patch", "")
         threshold = next((float(p.split("=")[1]) for p in patch.split() if p.startswith("polish_from=")), 1.0)
+        fp32 = summary["recipe"]["dtype"] in ("float32", "auto")  # auto: fp32 on a CPU without bf16 units
+        cost = (lambda n, extra: f"{n + BF16_PASS * extra:.0f}") if fp32 else (lambda n, extra: "- (bf16 steps)")
         solved = steps = polished = 0
         for row in summary["rows"]:
             extra, exact = polished_steps(row, threshold)
             solved, steps, polished = solved + (row["status"] == "solved"), steps + row["total_steps"], polished + extra
             print(f"| {summary['name']} | {row['text']} | {row['status']} | {row['total_steps']} | {extra}{'' if exact else ' (est.)'} "
-                  f"| {row['total_steps'] + BF16_PASS * extra:.0f} |")
+                  f"| {cost(row['total_steps'], extra)} |")
         print(f"| **{summary['name']}** | all {len(summary['rows'])} | {solved} solved | {steps} | {polished} "
-              f"| **{steps + BF16_PASS * polished:.0f}** |")
+              f"| **{cost(steps, polished)}** |")
 
 
 if __name__ == "__main__":
