@@ -106,7 +106,7 @@ def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tin
 @pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@11"], ["--steps", "-1"],
                                     ["--steps", "1.5"], ["--init", "zeros"], ["--patience", "0"], ["--patience", "never"],
                                     ["--check-dtypes", "float32,float8"], ["--budget-tokens", "0"],
-                                    ["--starts", "0"], ["--race-steps", "x"]])
+                                    ["--starts", "0"], ["--race-steps", "x"], ["--compute-dtype", "float8"]])
 def test_unknown_option_values_are_refused_by_the_parser(capsys, option):
     with pytest.raises(SystemExit) as exit_:
         main(["encode", "abc", *option])
@@ -200,6 +200,14 @@ def test_check_dtypes_names_what_a_solved_text_must_decode_in(capsys, tiny_path,
     assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--check-dtypes", "float32")[0] == 0
     recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
     assert recipe["check_dtypes"] == ["float32"] and recipe["name"] == "fast+custom"
+
+
+def test_compute_dtype_names_the_weights_the_steps_run_in(capsys, tiny_path, tmp_path):
+    out = tmp_path / "c.proto.safetensors"
+    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--compute-dtype", "bfloat16")[0] == 0
+    info = json.loads(run(capsys, "info", out)[1])
+    assert info["recipe"]["dtype"] == "bfloat16" and info["recipe"]["name"] == "fast+custom"
+    assert load(out).texts[0].dtype == "bfloat16"  # the pass that judged it, whatever this CPU computes natively
 
 
 def test_budget_tokens_off_gives_every_length_the_same_steps(capsys, tiny_path, tmp_path):

@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--lr", type=float, help="learning rate (in embedding stds for a recipe that counts it so, as fast does)")
         q.add_argument("--optimizer", choices=list(OPTIMIZERS), help="the optimiser of (e, m) (default: the recipe's)")
         q.add_argument("--margin", type=float, help="logit lead every target must have, in every dtype the recipe checks")
+        q.add_argument("--compute-dtype", choices=["auto", *DTYPES], help="weights the optimiser's forward and backward "
+                       "run in; e and m stay float32 (default: the recipe's; fast: auto, bfloat16 where the hardware "
+                       "computes it natively, else float32; --dtype is the weights the model loads in)")
         q.add_argument("--check-dtypes", type=_dtypes, help="comma-separated weight dtypes a text must decode exactly in to "
                        "count as solved (fast: float32,bfloat16; float32 alone skips bf16's check, which a CPU without "
                        "bf16 units can only emulate)")
@@ -311,7 +314,7 @@ def _overrides(args) -> dict:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
                 patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
-                check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts,
+                dtype=args.compute_dtype, check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts,
                 race_steps=args.race_steps, average=args.average, pace=args.pace,
                 race_above=None if args.starts is None else 0)
 
