@@ -89,7 +89,8 @@ if [[ $what == all || $what == capacity ]]; then
     --grid 32,45,64 -q -o results/capacity/random-shared-5000
   # the progressive climb under `fast` v10 (eigen-adamw, layout start-em-plus-one) on the books row's first three
   # texts, one text a batch so each text's records land when its climb ends; its resume state
-  # (climb-*.safetensors, 5 MB a text) is not committed: it resumes on the machine that ran it (under way)
+  # (climb-*.safetensors, 5 MB a text, git-ignored) is force-added at a session's end while a text
+  # is mid-climb, so the next session resumes it (under way; results/README.md, item 14)
   $pt capacity --source books --recipe fast@10 --search progressive --steps 10000 --stage-steps 1000 --batch-size 1 --texts 3 \
     --max-length 181 -q -o results/capacity/books-progressive-onestep-v10
   $pt report results/capacity
