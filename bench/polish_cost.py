@@ -10,9 +10,10 @@ polishes from the first step its fp32 read is exact (or, for a screen patched wi
 ``polish_from=A``, reads a fraction A), found in each step's read where the JSON keeps it. Older
 JSONs keep every 10th: there the first sample at or above the threshold stands in, marked
 "est.", and it undercounts (a first exact read that polish's first update throws away falls
-between two samples). Equivalents only for screens whose steps ran in fp32 (``auto`` on a CPU
-without bf16 units, as every screen here). Last row: texts solved, steps, polished steps and
-equivalents in all.
+between two samples). Equivalents only for rows whose steps ran in fp32, as each row records
+(``dtype``: the compute dtype as its machine resolved ``auto``; rows older than that field count
+only where the recipe names fp32). Last row: texts solved, steps, polished steps and equivalents
+in all (only where every row's steps ran in fp32).
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ def polished_steps(row: dict, threshold: float) -> tuple[int, bool]:
     return total, False
 
 
+def fp32_steps(summary: dict, row: dict) -> bool:
+    """Whether a row's steps ran in fp32: its recorded compute dtype, else the recipe's (unknown
+    for ``auto`` in rows older than the record)."""
+    return (row.get("dtype") or summary["recipe"]["dtype"]) == "float32"
+
+
+def cost(steps: int, polished: int, fp32: bool) -> str:
+    return f"{steps + BF16_PASS * polished:.0f}" if fp32 else "- (not fp32 steps)"
+
+
 def main():
     if len(sys.argv) < 2:
         raise SystemExit("usage: polish_cost.py RECIPE_SEARCH_JSON ... (bench/recipe_search.py's output)")
@@ -51,16 +62,15 @@ def main():
         summary = json.loads(open(path).read())
         patch = summary.get("patch", "")
         threshold = next((float(p.split("=")[1]) for p in patch.split() if p.startswith("polish_from=")), 1.0)
-        fp32 = summary["recipe"]["dtype"] in ("float32", "auto")  # auto: fp32 on a CPU without bf16 units
-        cost = (lambda n, extra: f"{n + BF16_PASS * extra:.0f}") if fp32 else (lambda n, extra: "- (bf16 steps)")
         solved = steps = polished = 0
         for row in summary["rows"]:
             extra, exact = polished_steps(row, threshold)
             solved, steps, polished = solved + (row["status"] == "solved"), steps + row["total_steps"], polished + extra
             print(f"| {summary['name']} | {row['text']} | {row['status']} | {row['total_steps']} | {extra}{'' if exact else ' (est.)'} "
-                  f"| {cost(row['total_steps'], extra)} |")
+                  f"| {cost(row['total_steps'], extra, fp32_steps(summary, row))} |")
+        every_fp32 = all(fp32_steps(summary, row) for row in summary["rows"])
         print(f"| **{summary['name']}** | all {len(summary['rows'])} | {solved} solved | {steps} | {polished} "
-              f"| **{cost(steps, polished)}** |")
+              f"| **{cost(steps, polished, every_fp32)}** |")
 
 
 if __name__ == "__main__":
