@@ -120,7 +120,8 @@ def main():
         rows, throughput = earlier["rows"], earlier["throughput"]
         for recipe in recipes:  # a preset that moved on since (fast v9 -> v10) must not extend its rows
             now = get_recipe(recipe.partition(":")[0]).label
-            was = {r["recipe_label"] for r in rows if r["recipe"] == recipe and "recipe_label" in r}
+            was = {r["recipe_label"].replace("+custom ", " ") for r in rows  # options after a colon mark it +custom
+                   if r["recipe"] == recipe and "recipe_label" in r}
             if was - {now}:
                 raise SystemExit(f"{out} holds rows of {recipe!r} as {', '.join(sorted(was))}, which is now {now}; "
                                  f"name the version (e.g. {recipe.partition(':')[0]}@{min(was).split(' v')[-1]}) "
