@@ -271,6 +271,27 @@ def test_quality_of_a_hand_made_reconstruction(tiny):
     assert quality(tiny, target, target)["wrong_positions"] == [] and quality(tiny, target, target)["edit_distance"] == 0
 
 
+def test_a_length_counts_only_where_the_pass_and_the_ids_it_writes_both_read_it(tmp_path):
+    """A run computed in bf16 whose pass reads a length exactly while its float32 decode misreads
+    a token: the length does not count."""
+    from prototokens.studies import report
+    from prototokens.studies.common import counted_accuracy
+
+    run = tmp_path / "books"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"study": "capacity", "source": "books", "shared_m": False, "model": "m",
+                                              "seeds": 1, "recipe": {"name": "fast", "max_steps": 10}}))
+    rows = [(4, 1.0, []), (8, 1.0, []), (16, 1.0, [9, 12])]  # the 16-token pass read all, the decode 14 of 16
+    (run / "records.jsonl").write_text("".join(json.dumps(
+        {"key": str(n), "text": "a", "length": n, "seed": 0, "accuracy": a, "wrong_positions": w, "h_lm_nats": n}) + "\n"
+        for n, a, w in rows))
+    (loaded,) = report.load_runs(tmp_path)
+    assert [r["accuracy"] for r in loaded["records"]] == [1.0, 1.0, 0.875]
+    assert report.capacities(loaded["records"])["a"]["capacity"] == 8
+    assert counted_accuracy({"length": 8, "accuracy": 0.5, "wrong_positions": []}) == 0.5  # the pass misread, the decode not
+    assert counted_accuracy({"length": 8, "accuracy": 0.75}) == 0.75  # a record older than its decoded ids
+
+
 @pytest.mark.parametrize("layout", ["em-plus-one", Cramming(1)], ids=["one-step", "cramming"])
 def test_every_record_holds_what_its_text_decodes_to(tiny, tmp_path, layout):
     capacity.sweep(tiny, texts(tiny)[:2], tmp_path, source="test", grid=[3, 8], layout=layout, recipe=RECIPE, progress=False)
@@ -280,6 +301,7 @@ def test_every_record_holds_what_its_text_decodes_to(tiny, tmp_path, layout):
         assert len(decoded) == r["length"]
         assert r["wrong_positions"] == [i for i, (a, b) in enumerate(zip(decoded, target)) if a != b]
         assert r["c_tokens"] == r["length"] - len(r["wrong_positions"])  # the decode is the pass the accuracy scored
+        assert r["accuracy"] == r["c_tokens"] / r["length"] and "pass_accuracy" in r
         assert (r["target_text"], r["decoded_text"]) == (tiny.detokenize(target), tiny.detokenize(decoded))
         assert len(r["decoded_pieces"]) == len(r["target_pieces"]) == r["length"]
         assert (r["edit_distance"] == 0) == (r["chrf"] == 100) == (not r["wrong_positions"])

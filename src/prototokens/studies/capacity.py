@@ -44,7 +44,7 @@ from ..optimize import Fit
 from ..progressive import progressive
 from ..recipe import Recipe, get_recipe
 from ..records import RunFolder, key_of
-from .common import THRESHOLD, SampledConfig, Text, describe, names, option, sample, unit
+from .common import THRESHOLD, SampledConfig, Text, counted_accuracy, describe, names, option, sample, unit
 
 NAME, HELP = "capacity", "sweep texts over lengths: the longest reconstructed at >= 0.99 (Table 3)"
 SHARDED = True  # under torchrun each rank climbs its share of the texts (see common.py)
@@ -261,7 +261,7 @@ def attempt(lm: FrozenLM, run_folder: RunFolder, climbers: list[Climber], n: int
         for batch in batches:
             records = unit(lm, run_folder, batch, n, seed, shared="m" if shared else None, recipe=recipe,
                            layout=layout, progress=progress)
-            ok = {r["text"] for r in records if r["accuracy"] >= THRESHOLD}
+            ok = {r["text"] for r in records if counted_accuracy(r) >= THRESHOLD}
             if not shared or len(ok) == len(batch):  # a shared m counts only when it serves every text
                 passed |= ok
     return [c for c in climbers if all(t.id in passed for t in c.texts)]

@@ -174,5 +174,17 @@ def describe(lm: FrozenLM, fit: Fit, texts: list[Text], targets: list[list[int]]
             "key": key, "text": t.id, "length": len(target), "seed": seed, "group": group,
             "h_lm_nats": nats, "h_lm_bits": nats_to_bits(nats), "seconds": seconds, "batch": len(texts),
             "meta": t.meta} | reconstructed[i] | quality(lm, reconstructed[i]["decoded_ids"], target)
-        records.append(record | {"c_tokens": round(record["accuracy"] * len(target))})
+        counted = counted_accuracy(record)
+        records.append(record | {"pass_accuracy": outcome.accuracy, "accuracy": counted,
+                                 "c_tokens": round(counted * len(target))})
     return records
+
+
+def counted_accuracy(record: dict) -> float:
+    """The accuracy a record's text counts at: the lower of the optimiser's one pass (in its
+    compute dtype; ``pass_accuracy``) and of the ids the record writes (its layout's
+    reconstruction, in the model's load dtype: ``wrong_positions``), so a length passes only
+    where both read it. A record older than its wrong positions counts its pass alone."""
+    if "wrong_positions" not in record:
+        return record["accuracy"]
+    return min(record["accuracy"], 1 - len(record["wrong_positions"]) / record["length"])

@@ -23,14 +23,16 @@ from ..progressive import standing
 from ..recipe import label as recipe_label
 from ..recipe import steps as recipe_steps
 from ..records import read_records
-from .common import THRESHOLD
+from .common import THRESHOLD, counted_accuracy
 
 
 def load_runs(root: "str | Path", required: bool = True) -> list[dict]:
-    """Every run folder at or below ``root`` that holds a record: its settings and records (a
-    sweep that has finished no unit yet has nothing to report; refused if ``required`` and none has)."""
+    """Every run folder at or below ``root`` that holds a record: its settings and records, each
+    record's accuracy the one it counts at (:func:`~.common.counted_accuracy`; a sweep that has
+    finished no unit yet has nothing to report; refused if ``required`` and none has)."""
     root = Path(root)
-    runs = [{"folder": p.parent, "settings": json.loads(p.read_text()), "records": read_records(p.parent / "records.jsonl")}
+    runs = [{"folder": p.parent, "settings": json.loads(p.read_text()),
+             "records": [r | {"accuracy": counted_accuracy(r)} for r in read_records(p.parent / "records.jsonl")]}
             for p in sorted(root.rglob("run.json"))]
     runs = [r for r in runs if r["records"]]
     if not runs and required:
