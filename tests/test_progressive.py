@@ -136,7 +136,7 @@ def test_a_stage_exact_in_the_compute_dtype_trains_through_the_other_check_dtype
     assert not any(dtype == torch.float32 and grad for dtype, grad in calls)
 
 
-def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupted_one(tiny, tmp_path, monkeypatch):
+def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupted_one(tiny, tmp_path, monkeypatch, capsys):
     import prototokens.progressive as module
 
     targets = [tiny.tokenize(s) for s in SENTENCES]
@@ -164,6 +164,11 @@ def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupte
     for t, climb, target in zip(standing, whole, targets):
         assert t["passed"] <= climb.horizon and 0 < t["used"] <= climb.total_steps
         assert t["stage"] is None or t["stage"] == min(t["passed"] + 2 if t["passed"] else 1, len(target))  # first 1, grow 2
+    from prototokens.cli import main
+
+    assert main(["info", str(state)]) == 0  # the CLI prints the same, with what the state was kept for
+    printed = json.loads(capsys.readouterr().out)["climb"]
+    assert printed["texts"] == standing and (printed["model"]["name"], printed["grow"], printed["stage_steps"]) == (tiny.name, 2, 60)
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"study": "capacity", "source": "books", "model": "tiny", "search": "progressive",

@@ -148,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     _encoder_parsers(sub.add_parser("encoder", help="a learned encoder into proto-token space: train it on passages, split by book")
                      .add_subparsers(required=True, metavar="ACTION"), model_options)
 
-    q = sub.add_parser("info", help="print the metadata of a proto-token file")
+    q = sub.add_parser("info", help="print the metadata of a proto-token file, or where a progressive climb's state stands")
     q.add_argument("files", type=Path, nargs="+")
     q.set_defaults(run=_info)
     return p
@@ -432,9 +432,13 @@ def _verify(args):
 
 
 def _info(args):
+    from . import progressive
     from .proto import load
 
     for f in args.files:
+        if progressive.is_state(f):
+            print(json.dumps({"file": str(f), "climb": progressive.summary(f)}, indent=2))
+            continue
         meta = load(f).metadata()
         for t in meta["texts"]:
             t["target_ids"] = f"<{len(t['target_ids'])} ids>"

@@ -31,8 +31,8 @@ from .model import FrozenLM
 from .optimize import RECHECK, _polished, _read_everywhere, _solved, check_models, compute_model, evaluate, initial_vectors, polish_models
 from .optimizers import build_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
-from .proto import read_metadata, read_safetensors, save_atomic
-from .recipe import Recipe, get_recipe
+from .proto import has_metadata, read_metadata, read_safetensors, save_atomic
+from .recipe import Recipe, get_recipe, label
 from .records import changed_settings
 
 
@@ -206,6 +206,19 @@ class _Climbing:
 
 _FORMAT = "prototokens.climb"
 _KEPT = ("passed", "current", "failed")
+
+
+def is_state(path: "str | os.PathLike") -> bool:
+    """Whether ``path`` is a progressive climb's state (a safetensors file with its metadata)."""
+    return has_metadata(path, _FORMAT)
+
+
+def summary(path: "str | os.PathLike") -> dict:
+    """What ``prototokens info`` prints of a climb's state: the model, layout, recipe and growth it
+    was kept for, and where each text stands (:func:`standing`)."""
+    stamp = json.loads(read_metadata(path, _FORMAT, "a progressive climb's state"))["stamp"]
+    return {"model": stamp["model"], "layout": stamp["layout"], "recipe": label(stamp["recipe"]), "seed": stamp["seed"],
+            "first": stamp["first"], "grow": stamp["grow"], "stage_steps": stamp["stage_steps"], "texts": standing(path)}
 
 
 def standing(path: "str | os.PathLike") -> list[dict]:

@@ -153,6 +153,15 @@ def read_safetensors(path: "str | os.PathLike", key: str, what: str) -> tuple[di
         raise PrototokensError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
 
 
+def has_metadata(path: "str | os.PathLike", key: str) -> bool:
+    """Whether ``path`` is a readable safetensors file with the metadata entry ``key``."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return key in (f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
 def read_metadata(path: "str | os.PathLike", key: str, what: str) -> str:
     """The metadata entry ``key`` (raw JSON) of a safetensors file, its tensors left unread; the
     one-line errors of :func:`read_safetensors`."""
