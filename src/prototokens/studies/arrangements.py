@@ -16,7 +16,7 @@ from ..model import FrozenLM
 from ..recipe import label, steps
 from ..records import RunFolder
 from . import capacity
-from .common import SampledConfig, counted_accuracy, names, option, sample, save_config, write_markdown
+from .common import SampledConfig, names, option, sample, save_config, write_markdown
 from .report import load_runs
 
 NAME, HELP = "arrangements", "the five layouts over lengths 1, 2, 4, ... (Table 1)"
@@ -68,7 +68,7 @@ def table(runs: dict[str, list[dict]]) -> str:
             best = {}
             for r in records:
                 if r["length"] == n:
-                    best[r["text"]] = max(best.get(r["text"], 0.0), counted_accuracy(r))
+                    best[r["text"]] = max(best.get(r["text"], 0.0), r["accuracy"])
             values = list(best.values())
             cells.append("{:.2f} ± {:.2f}".format(*mean_std(values)) if values else "-")
         lines.append(f"| {layout} | {LAYOUTS[layout].pattern} | " + " | ".join(cells) + " |")

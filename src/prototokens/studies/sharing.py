@@ -20,7 +20,7 @@ from .. import distributed
 from ..model import FrozenLM
 from ..recipe import label, steps
 from ..records import RunFolder
-from .common import THRESHOLD, SampledConfig, Text, counted_accuracy, names, option, read_config, sample, save_config, unit, write_markdown
+from .common import THRESHOLD, SampledConfig, Text, names, option, read_config, sample, save_config, unit, write_markdown
 from .report import load_runs
 
 NAME, HELP = "sharing", "groups of S texts sharing m or e, over seeds (Table 2)"
@@ -77,8 +77,8 @@ def summary(records: list[dict]) -> dict:
     """max / avg accuracy and the seeds each group needed (None: no seed passed every text)."""
     by_text, by_group = defaultdict(list), defaultdict(lambda: defaultdict(list))
     for r in records:
-        by_text[r["text"]].append(counted_accuracy(r))
-        by_group[r["group"] or r["text"]][r["seed"]].append(counted_accuracy(r))  # no group: the text alone
+        by_text[r["text"]].append(r["accuracy"])
+        by_group[r["group"] or r["text"]][r["seed"]].append(r["accuracy"])  # no group: the text alone
     needed = [next((seed + 1 for seed in sorted(seeds) if min(seeds[seed]) >= THRESHOLD), None)
               for seeds in by_group.values()]
     return {"max": statistics.mean(max(a) for a in by_text.values()),
