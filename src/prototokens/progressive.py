@@ -216,16 +216,24 @@ def is_state(path: "str | os.PathLike") -> bool:
 def summary(path: "str | os.PathLike") -> dict:
     """What ``prototokens info`` prints of a climb's state: the model, layout, recipe and growth it
     was kept for, and where each text stands (:func:`standing`)."""
-    stamp = json.loads(read_metadata(path, _FORMAT, "a progressive climb's state"))["stamp"]
+    meta = _state_meta(path)
+    stamp = meta["stamp"]
     return {"model": stamp["model"], "layout": stamp["layout"], "recipe": label(stamp["recipe"]), "seed": stamp["seed"],
-            "first": stamp["first"], "grow": stamp["grow"], "stage_steps": stamp["stage_steps"], "texts": standing(path)}
+            "first": stamp["first"], "grow": stamp["grow"], "stage_steps": stamp["stage_steps"], "texts": _standing(meta)}
 
 
 def standing(path: "str | os.PathLike") -> list[dict]:
     """Where each text of the climb kept in ``path`` stands, read from the file's metadata alone:
     its name (None in a file kept before names were), its longest exact prefix so far, the length
     of its stage under way (None once its climb has ended), and its updates spent of the most."""
-    meta = json.loads(read_metadata(path, _FORMAT, "a progressive climb's state"))
+    return _standing(_state_meta(path))
+
+
+def _state_meta(path: "str | os.PathLike") -> dict:
+    return json.loads(read_metadata(path, _FORMAT, "a progressive climb's state"))
+
+
+def _standing(meta: dict) -> list[dict]:
     names = meta.get("names") or [None] * len(meta["length"])
     return [{"name": name, "passed": passed["length"] if passed else 0,
              "stage": length if a in meta["active"] else None, "used": used, "max_steps": meta["stamp"]["recipe"]["max_steps"]}
