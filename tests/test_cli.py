@@ -167,12 +167,14 @@ def test_an_earlier_version_of_a_preset_encodes_and_is_recorded_as_that_version(
     assert (recipe["version"], recipe["lr"], recipe["dtype"], recipe["check_dtypes"]) == (1, 0.01, "float32", [])
 
 
-def test_focus_sets_the_focal_objective_and_a_negative_one_or_a_fade_without_it_is_refused(capsys, tiny_path, tmp_path):
+def test_focus_and_temperature_shape_the_objective_and_bad_values_are_refused(capsys, tiny_path, tmp_path):
     out = tmp_path / "f.proto.safetensors"
-    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--focus", "2", "--focus-fade")[0] == 0
+    assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--focus", "2", "--focus-fade",
+               "--temperature", "0.5")[0] == 0
     recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
-    assert (recipe["focus"], recipe["focus_fade"]) == (2.0, True)
-    for bad, message in ((["--focus", "-1"], "focus not negative"), (["--focus-fade"], "needs a focus above 0")):
+    assert (recipe["focus"], recipe["focus_fade"], recipe["temperature"]) == (2.0, True, 0.5)
+    for bad, message in ((["--focus", "-1"], "focus not negative"), (["--focus-fade"], "needs a focus above 0"),
+                         (["--temperature", "0"], "temperature must be positive")):
         code, _, err = run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", tmp_path / "g.proto.safetensors", *FAST, *bad)
         assert code == 2 and err.count("\n") == 1 and message in err
 

@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--check-dtypes", type=_dtypes, help="comma-separated weight dtypes a text must decode exactly in to "
                        "count as solved (fast: float32,bfloat16; float32 alone skips bf16's check, which a CPU without "
                        "bf16 units can only emulate)")
+        q.add_argument("--temperature", type=float, help="cross-entropy of the logits over this (below 1: sharper; every "
+                       "preset's is 1; bench/RESULTS.md screens 0.5 and 0.25)")
         q.add_argument("--focus", type=float, help="focal objective: each target's cross-entropy times (1 - p)^FOCUS "
                        "(0: plain cross-entropy, every preset's; 2 solved more 64-token texts, bench/RESULTS.md)")
         q.add_argument("--focus-fade", action="store_true", default=None, help="the focal exponent fades as a text is "
@@ -313,7 +315,7 @@ def _overrides(args) -> dict:
     if args.steps == 0 and encoder is None:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
-                patience=args.patience, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
+                patience=args.patience, temperature=args.temperature, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
                 dtype=args.compute_dtype, check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts,
                 race_steps=args.race_steps, average=args.average, pace=args.pace,
                 race_above=None if args.starts is None else 0)
