@@ -57,7 +57,7 @@ def test_a_folder_written_before_recipes_had_versions_still_resumes(tiny, tmp_pa
     adamw = RECIPE.with_overrides(optimizer="adamw", budget_tokens="off", starts=1, race_above=0)
     capacity.sweep(tiny, texts(tiny)[:1], tmp_path, source="test", grid=[2], recipe=adamw, progress=False)
     settings = json.loads((tmp_path / "run.json").read_text())
-    assert settings["recipe"]["version"] == 10
+    assert settings["recipe"]["version"] == 11
     for field in ("version", "optimizer", "budget_tokens", "starts", "race_steps", "race_above"):  # as run folders were written before
         del settings["recipe"][field]
     (tmp_path / "run.json").write_text(json.dumps(settings))

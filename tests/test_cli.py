@@ -103,7 +103,7 @@ def test_bad_input_gets_one_line_error_and_exit_2(capsys, tmp_path, encoded, tin
     assert not (tmp_path / "o.proto.safetensors").exists()
 
 
-@pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@11"], ["--steps", "-1"],
+@pytest.mark.parametrize("option", [["--layout", "zigzag"], ["--recipe", "slow"], ["--recipe", "fast@12"], ["--steps", "-1"],
                                     ["--steps", "1.5"], ["--init", "zeros"], ["--patience", "0"], ["--patience", "never"],
                                     ["--check-dtypes", "float32,float8"], ["--budget-tokens", "0"],
                                     ["--starts", "0"], ["--race-steps", "x"], ["--compute-dtype", "float8"]])
@@ -170,9 +170,9 @@ def test_an_earlier_version_of_a_preset_encodes_and_is_recorded_as_that_version(
 def test_focus_and_temperature_shape_the_objective_and_bad_values_are_refused(capsys, tiny_path, tmp_path):
     out = tmp_path / "f.proto.safetensors"
     assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--focus", "2", "--focus-fade",
-               "--temperature", "0.5")[0] == 0
+               "--temperature", "0.25")[0] == 0
     recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
-    assert (recipe["focus"], recipe["focus_fade"], recipe["temperature"]) == (2.0, True, 0.5)
+    assert (recipe["focus"], recipe["focus_fade"], recipe["temperature"]) == (2.0, True, 0.25)
     for bad, message in ((["--focus", "-1"], "focus not negative"), (["--focus-fade"], "needs a focus above 0"),
                          (["--temperature", "0"], "temperature must be positive")):
         code, _, err = run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", tmp_path / "g.proto.safetensors", *FAST, *bad)
@@ -216,7 +216,7 @@ def test_budget_tokens_off_gives_every_length_the_same_steps(capsys, tiny_path, 
     out = tmp_path / "b.proto.safetensors"
     assert run(capsys, "encode", "Alice was", "--model", tiny_path, "-o", out, *FAST, "--budget-tokens", "off")[0] == 0
     recipe = json.loads(run(capsys, "info", out)[1])["recipe"]
-    assert recipe["budget_tokens"] is None and recipe["max_steps"] == 300 and recipe["version"] == 10
+    assert recipe["budget_tokens"] is None and recipe["max_steps"] == 300 and recipe["version"] == 11
 
 
 def test_patience_off_is_the_papers_fixed_budget(capsys, tiny_path, tmp_path):

@@ -248,12 +248,12 @@ def test_overrides_rename_a_recipe_once_and_only_when_a_value_changes():
 
 def test_a_recipe_names_its_version_and_old_records_without_one_still_match():
     fast = get_recipe("fast")
-    assert fast.version == 10 and fast.to_dict()["version"] == 10 and fast.label == "fast v10"
-    assert fast.with_overrides(max_steps=10).version == 10  # a custom recipe keeps its base's version
+    assert fast.version == 11 and fast.to_dict()["version"] == 11 and fast.label == "fast v11"
+    assert fast.with_overrides(max_steps=10).version == 11  # a custom recipe keeps its base's version
     adamw = get_recipe("fast@5")  # records older than versions and optimisers were made with AdamW
     old = {k: v for k, v in adamw.to_dict().items() if k not in ("version", "optimizer")}
     assert same_recipe(old, adamw.to_dict()) and label(old) == "fast" and not same_recipe(old, fast.to_dict())
-    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=11).to_dict())
+    assert not same_recipe(fast.to_dict(), dataclasses.replace(fast, version=12).to_dict())
     assert not same_recipe(old, adamw.with_overrides(lr=1e-2).to_dict())
     assert Recipe.from_dict(fast.to_dict()) == fast
 
@@ -266,12 +266,14 @@ def test_an_earlier_version_of_a_preset_is_the_one_its_committed_runs_recorded(v
     recorded = recorded.get("config", recorded)["recipe"]
     assert same_recipe(recorded, get_recipe(f"fast@{version}").to_dict())
     assert get_recipe(f"fast@{version}").label == f"fast v{version}"
-    assert get_recipe("fast@10") == get_recipe("fast")
-    v9 = dataclasses.replace(get_recipe("fast"), version=9, init="start")  # v9 started e at the document-start token
+    assert get_recipe("fast@11") == get_recipe("fast")
+    v10 = dataclasses.replace(get_recipe("fast"), version=10, temperature=1.0)  # v10 took the cross-entropy as it is
+    assert get_recipe("fast@10") == v10
+    v9 = dataclasses.replace(v10, version=9, init="start")  # v9 started e at the document-start token
     assert get_recipe("fast@9") == v9
     assert get_recipe("fast@8") == dataclasses.replace(v9, version=8, pace=None)  # v8 gave no seed up for its pace
     assert get_recipe("fast@7") == dataclasses.replace(v9, version=7, starts=1, race_above=0, pace=None)  # v7 raced nothing
-    for bad, message in (("fast@11", "recipe fast has no version '11'; it has: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10"),
+    for bad, message in (("fast@12", "recipe fast has no version '12'; it has: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"),
                          ("paper@2", "recipe paper has no version '2'; it has: 1"), ("slow@1", "unknown recipe 'slow@1'")):
         with pytest.raises(PrototokensError, match=message):
             get_recipe(bad)
