@@ -511,6 +511,24 @@ def test_polish_trains_an_exact_text_through_its_other_check_dtypes_until_all_wr
     assert not any(dtype == torch.float32 and grad for dtype, grad, _ in calls)
 
 
+def test_lazy_polish_adds_the_objective_of_a_polish_pass_only_for_the_texts_it_misreads(tiny):
+    from prototokens.layout import get_layout
+    from prototokens.optimize import _polished, evaluate
+
+    target, layout = ids(tiny, "Alice was"), get_layout(DEFAULT_LAYOUT)
+    fit = optimize(tiny, [target], recipe=RECIPE.with_overrides(margin=0.5), progress=False)
+    assert fit.outcomes[0].status == "solved"
+    vectors = {n: torch.cat([v, torch.randn_like(v)]) for n, v in fit.vectors.items()}  # row 0 reads it, row 1 does not
+    read = evaluate(tiny, layout, vectors, [target, target])
+    assert read.accuracy[0] == 1.0 and read.margin[0] >= 0.5 and read.accuracy[1] < 1.0
+    for lazy, added in ((False, [True, True]), (True, [False, True])):
+        recipe = RECIPE.with_overrides(margin=0.5, polish=True, lazy_polish=lazy)
+        objective, _ = _polished(torch.zeros(2), [tiny], {0, 1}, [[0], [1]], [0, 1], layout, vectors, [target, target], recipe)
+        assert (objective > 0).tolist() == added
+    with pytest.raises(PrototokensError, match="needs polish on"):
+        RECIPE.with_overrides(lazy_polish=True, polish=False)
+
+
 def test_a_bf16_twin_is_the_model_a_bf16_load_gives_rope_frequencies_included(tiny_path):
     from prototokens import load_model
 

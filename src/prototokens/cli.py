@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
                        "preset's is 1; bench/RESULTS.md screens 0.5 and 0.25)")
         q.add_argument("--focus", type=float, help="focal objective: each target's cross-entropy times (1 - p)^FOCUS "
                        "(0: plain cross-entropy, every preset's; 2 solved more 64-token texts, bench/RESULTS.md)")
+        q.add_argument("--lazy-polish", action="store_true", default=None, help="polish trains through a check dtype only "
+                       "while that dtype's pass misses a target or the margin")
         q.add_argument("--focus-fade", action="store_true", default=None, help="the focal exponent fades as a text is "
                        "written: FOCUS x (1 - its accuracy)")
         q.add_argument("--patience", type=_count_or_off, help="give a seed up after this many steps without progress; off: "
@@ -316,6 +318,7 @@ def _overrides(args) -> dict:
         raise PrototokensError("--steps 0 only scores the start: give --init encoder:PATH to decode an encoder's guess")
     return dict(max_steps=args.steps, lr=args.lr, init=None if encoder else args.init, margin=args.margin,
                 patience=args.patience, temperature=args.temperature, focus=args.focus, focus_fade=args.focus_fade, optimizer=args.optimizer,
+                lazy_polish=args.lazy_polish,
                 dtype=args.compute_dtype, check_dtypes=args.check_dtypes, budget_tokens=args.budget_tokens, starts=args.starts,
                 race_steps=args.race_steps, average=args.average, pace=args.pace,
                 race_above=None if args.starts is None else 0)

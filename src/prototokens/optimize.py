@@ -347,7 +347,12 @@ def _polished(objective, polish, polishing, groups, active, layout, vectors, tar
     seen = {}
     for lm in polish:
         extra = evaluate(lm, layout, mine, [targets[k] for k in ks], *recipe.objective)
-        objective = objective.index_add(0, at, extra.objective)
+        if recipe.lazy_polish:  # only the rows this pass still misreads (or reads short of the margin)
+            missed = torch.tensor([not _solved(a, m, recipe) for a, m in zip(extra.accuracy.tolist(), extra.margin.tolist())],
+                                  device=at.device)
+            objective = objective.index_add(0, at[missed], extra.objective[missed]) if missed.any() else objective
+        else:
+            objective = objective.index_add(0, at, extra.objective)
         if lm.batch_invariant:
             seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))
     return objective, seen

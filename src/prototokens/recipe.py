@@ -56,6 +56,9 @@ class Recipe:
     # optimiser aims at what the stop asks for (exact in every check dtype) instead of hoping
     # the compute dtype's solution carries over
     polish: bool = False
+    # polish trains through a check dtype only while its pass misses a target or the margin: a
+    # step whose other passes already read the text as the stop asks skips their backward
+    lazy_polish: bool = False
     temperature: float = 1.0  # the objective's cross-entropy is taken on logits / temperature
     lr_floor: float = 0.05  # the cosine schedule ends at lr * lr_floor
     # focal objective (Lin et al. 2017): each target's cross-entropy times (1 - p)^focus, so
@@ -107,6 +110,8 @@ class Recipe:
             raise PrototokensError("lr must be positive; steps, warmup and margin not negative")
         if not (self.temperature > 0 and 0 <= self.lr_floor <= 1 and self.focus >= 0):
             raise PrototokensError("temperature must be positive, lr_floor in [0, 1] and focus not negative")
+        if self.lazy_polish and not self.polish:
+            raise PrototokensError("lazy_polish makes polish lazy: it needs polish on")
         if self.focus_fade and not self.focus:
             raise PrototokensError("focus_fade fades the focal objective: it needs a focus above 0")
         if self.starts < 1 or self.race_steps < 1:
