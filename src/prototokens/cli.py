@@ -86,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--check-dtypes", type=_dtypes, help="comma-separated weight dtypes a text must decode exactly in to "
                        "count as solved (fast: float32,bfloat16; float32 alone skips bf16's check, which a CPU without "
                        "bf16 units can only emulate)")
-        q.add_argument("--temperature", type=float, help="cross-entropy of the logits over this (below 1: sharper; every "
-                       "preset's is 1; bench/RESULTS.md screens 0.5 and 0.25)")
+        q.add_argument("--temperature", type=float, help="cross-entropy of the logits over this (below 1: sharper; fast "
+                       "takes 0.5 since v11, the other presets 1; bench/RESULTS.md screens 0.5 and 0.25)")
         q.add_argument("--focus", type=float, help="focal objective: each target's cross-entropy times (1 - p)^FOCUS "
                        "(0: plain cross-entropy, every preset's; 2 solved more 64-token texts, bench/RESULTS.md)")
         q.add_argument("--lazy-polish", action="store_true", default=None, help="polish trains through a check dtype only "
