@@ -347,14 +347,13 @@ def _polished(objective, polish, polishing, groups, active, layout, vectors, tar
     seen = {}
     for lm in polish:
         extra = evaluate(lm, layout, mine, [targets[k] for k in ks], *recipe.objective)
-        if recipe.lazy_polish:  # only the rows this pass still misreads (or reads short of the margin)
-            missed = torch.tensor([not _solved(a, m, recipe) for a, m in zip(extra.accuracy.tolist(), extra.margin.tolist())],
-                                  device=at.device)
-            objective = objective.index_add(0, at[missed], extra.objective[missed]) if missed.any() else objective
-        else:
-            objective = objective.index_add(0, at, extra.objective)
+        reads = list(zip(extra.accuracy.tolist(), extra.margin.tolist()))
+        # lazy: only the rows this pass still misreads (or reads short of the margin); none, no backward through it
+        train = [i for i, read in enumerate(reads) if not (recipe.lazy_polish and _solved(*read, recipe))]
+        if train:
+            objective = objective.index_add(0, at[train], extra.objective[train])
         if lm.batch_invariant:
-            seen[lm] = dict(zip(ks, zip(extra.accuracy.tolist(), extra.margin.tolist())))
+            seen[lm] = dict(zip(ks, reads))
     return objective, seen
 
 
