@@ -17,9 +17,9 @@ recipe_search (same arguments, same JSON in bench/results/recipes/NAME.json):
 - ``eigen-adamw-joint``: eigen-adamw on e and m as one vector of 2 d_model coordinates, so its
   eigenbasis also follows how e's and m's gradients vary together (one 2 d_model x 2 d_model
   eigendecomposition per text every 10 steps, where eigen-adamw does two of d_model).
-- ``eigen-adamw-mK`` (K = 15, 2, 25): eigen-adamw from an m K/10 times as long as the recipe's
-  init draws it (the optimiser is built on the fresh start and scales the last vector, m, in
-  place; solved m's end about 2.5x as long as they start).
+- ``eigen-adamw-m20``: eigen-adamw from an m twice as long as the recipe's init draws it (the
+  optimiser is built on the fresh start and scales the last vector, m, in place; solved m's end
+  about 2.5x as long as they start).
 
 Each keeps a step count per row as RowAdamW does, so a text's run does not depend on its batch.
 """
@@ -143,20 +143,20 @@ class JointEigenAdamW:
         self.inner.load_state_dict(state)
 
 
-def m_scaled(k: int) -> type:
-    """EigenAdamW whose first act is to scale the last vector (m) of every row by k / 10."""
+def m_scaled(k: float) -> type:
+    """EigenAdamW whose first act is to scale the last vector (m) of every row by ``k``."""
 
     def __init__(self, params, recipe):
         with torch.no_grad():
-            params[-1].mul_(k / 10)
+            params[-1].mul_(k)
         optimizers.EigenAdamW.__init__(self, params, recipe)
 
-    return type(f"EigenAdamWM{k}", (optimizers.EigenAdamW,), {"__init__": __init__})
+    return type(f"EigenAdamWMScaled{k}", (optimizers.EigenAdamW,), {"__init__": __init__})
 
 
 optimizers.OPTIMIZERS |= {"adamw-elr": SlowE, "sf-adamw": ScheduleFreeAdamW, "lion": Lion, "eigen-adamw-joint": JointEigenAdamW,
                           **{f"eigen-adamw-every{k}": eigen_every(k) for k in (1, 3, 20)},
-                          **{f"eigen-adamw-m{k}": m_scaled(k) for k in (15, 20, 25)}}
+                          "eigen-adamw-m20": m_scaled(2.0)}
 
 if __name__ == "__main__":
     recipe_search.main()
