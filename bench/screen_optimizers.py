@@ -143,20 +143,20 @@ class JointEigenAdamW:
         self.inner.load_state_dict(state)
 
 
-def m_scaled(k: float) -> type:
-    """EigenAdamW whose first act is to scale the last vector (m) of every row by ``k``."""
+class LongM(optimizers.EigenAdamW):
+    """EigenAdamW whose first act is to scale the last vector (m) of every row by ``M_SCALE``."""
+
+    M_SCALE = 2.0
 
     def __init__(self, params, recipe):
         with torch.no_grad():
-            params[-1].mul_(k)
-        optimizers.EigenAdamW.__init__(self, params, recipe)
-
-    return type(f"EigenAdamWMScaled{k}", (optimizers.EigenAdamW,), {"__init__": __init__})
+            params[-1].mul_(self.M_SCALE)
+        super().__init__(params, recipe)
 
 
 optimizers.OPTIMIZERS |= {"adamw-elr": SlowE, "sf-adamw": ScheduleFreeAdamW, "lion": Lion, "eigen-adamw-joint": JointEigenAdamW,
                           **{f"eigen-adamw-every{k}": eigen_every(k) for k in (1, 3, 20)},
-                          "eigen-adamw-m20": m_scaled(2.0)}
+                          "eigen-adamw-m20": LongM}
 
 if __name__ == "__main__":
     recipe_search.main()
