@@ -1,10 +1,10 @@
 """Where a step's time goes, and what the steps' twin changes: one forward and backward at N
 through the model in fp32, in bf16, and through the bf16 steps' twin (``FrozenLM.for_steps``:
 on a CPU, attention in float32), each profiled by torch.profiler (top operators by own time);
-then, on a solved proto file, each one's smallest target lead and its gradient's cosine with
-float32's.
+then, given a solved proto file (``--proto``), each one's smallest target lead and its gradient's
+cosine with float32's on it.
 
-    .venv/bin/python bench/step_profile.py [--n 64] [--proto bench/results/latency-race4-r100-amx/fast-books-0.proto.safetensors]
+    .venv/bin/python bench/step_profile.py [--n 64] [--proto bench/results/gpu/fast-books-0.proto.safetensors]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def step(lm, layout, vectors, targets):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=64)
-    p.add_argument("--proto", default="bench/results/latency-race4-r100-amx/fast-books-0.proto.safetensors")
+    p.add_argument("--proto", help="a solved proto file to read the leads and gradients on (optional)")
     p.add_argument("--rows", type=int, default=8, help="operators shown per model")
     args = p.parse_args()
     fp32 = pt.load_model(device="cpu")
@@ -49,6 +49,8 @@ def main():
         print(f"\n{name}: {total:.0f} ms in all; top operators by own time (ms, calls)")
         for e in ops[: args.rows]:
             print(f"  {e.self_cpu_time_total / 1e3:7.1f}  {e.count:4d}  {e.key}")
+    if not args.proto:
+        return
     proto = pt.load(args.proto)
     layout = pt.get_layout(proto.layout)
     e, m = proto.vectors(0)

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -30,6 +33,19 @@ def test_encode_decode_verify_info_round_trip(capsys, encoded):
     assert code == 0 and json.loads(out)["accuracy"] == 1.0
     code, out, _ = run(capsys, "info", encoded)
     assert code == 0 and json.loads(out)["layout"] == "start-em-plus-one"
+
+
+
+def test_output_into_a_closed_pipe_ends_quietly(encoded):
+    """`prototokens info F | head -1`: the reader goes away; no traceback, the exit status of SIGPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "prototokens.cli", "info", str(encoded)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
 
 
 def test_jsonl_encodes_many_texts_and_resumes_after_the_done_ones(capsys, caplog, tiny_path, tmp_path):

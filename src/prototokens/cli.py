@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("prototokens: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (head, less) closed our output: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush cannot fail
+        return 141
     finally:
         distributed.finish()
 
