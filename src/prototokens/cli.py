@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         _check_output(args)
         args.device = distributed.setup(getattr(args, "device", None))
         with _locked(args):
-            return args.run(args) or 0
+            code = args.run(args) or 0
+        sys.stdout.flush()  # output still buffered for a closed pipe fails here, where it is caught below
+        return code
     except PrototokensError as err:
         print(f"prototokens: error: {prefix}{err}", file=sys.stderr)
         return 2
