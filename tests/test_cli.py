@@ -35,7 +35,6 @@ def test_encode_decode_verify_info_round_trip(capsys, encoded):
     assert code == 0 and json.loads(out)["layout"] == "start-em-plus-one"
 
 
-
 def test_output_into_a_closed_pipe_ends_quietly(encoded):
     """`prototokens info F | head -1`: the reader goes away; no traceback, the exit status of SIGPIPE."""
     read, write = os.pipe()
