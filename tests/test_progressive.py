@@ -152,12 +152,13 @@ def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupte
     monkeypatch.setattr(module, "evaluate", counted)
     stop = None
     whole = progressive(tiny, targets, **args)
-    stop, calls[:] = len(calls) * 2 // 3, []  # interrupted two thirds of the way
+    evaluations = len(calls)
+    stop, calls[:] = evaluations * 2 // 3, []  # interrupted two thirds of the way, within a stage
     state = tmp_path / "climb.safetensors"
     names = [f"text-{k}" for k in range(len(targets))]
+    monkeypatch.setattr(module, "SAVE_SECONDS", 0.0)  # kept after every update, not only when a stage ends
     with pytest.raises(KeyboardInterrupt):
         progressive(tiny, targets, state=state, names=names, **args)
-    monkeypatch.setattr(module, "evaluate", evaluate)
     assert state.exists()
     standing = module.standing(state)  # what a report reads of a climb under way
     assert [t["name"] for t in standing] == names and {t["max_steps"] for t in standing} == {400}
@@ -180,7 +181,9 @@ def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupte
                                                    "h_lm_nats": 10.0}) + "\n")
     md = report.write(run)[0].read_text()  # a text recorded, two still climbing
     assert "| books | one-step, progressive | per text | 1 | 4 ± 0 | 10 ± 0 | 2 | tiny |" in md and "## Climbs under way" in md
+    done, stop, calls[:] = stop - 1, None, []
     resumed = progressive(tiny, targets, state=state, **args)
+    assert len(calls) == evaluations - done  # resumed at the update the interruption cut, not at its stage's start
     for a, b in zip(whole, resumed):
         assert (a.horizon, a.failed.length, a.total_steps) == (b.horizon, b.failed.length, b.total_steps)
         assert a.passed.outcome.total_steps == b.passed.outcome.total_steps

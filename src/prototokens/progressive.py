@@ -35,6 +35,8 @@ from .proto import has_metadata, read_metadata, read_safetensors, save_atomic
 from .recipe import Recipe, get_recipe, label
 from .records import changed_settings
 
+SAVE_SECONDS = 300.0  # a climb's state is kept at least this often within a stage (a stage can take hours)
+
 
 @dataclass
 class Stage:
@@ -65,10 +67,11 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
     """Grow each text's target from ``first`` tokens by ``grow`` until a stage fails (texts in
     one batch, each at its own length; a text's run does not depend on its batch).
 
-    ``state`` names a file that keeps the climb whenever a stage ends (vectors, optimiser state,
-    kept stages): a climb interrupted resumes from it and ends as it would have without the
-    interruption. The caller removes it once the climbs are recorded. ``names`` (the texts'
-    names) are kept in it too, so that :func:`standing` can say whose climb it is."""
+    ``state`` names a file that keeps the climb whenever a stage ends, and every
+    :data:`SAVE_SECONDS` within one (vectors, optimiser state, kept stages): a climb interrupted
+    resumes from it and ends as it would have without the interruption. The caller removes it
+    once the climbs are recorded. ``names`` (the texts' names) are kept in it too, so that
+    :func:`standing` can say whose climb it is."""
     layout, recipe = resolve_layout(layout), get_recipe(recipe)
     if min(first, grow, stage_steps) < 1:
         raise PrototokensError("first, grow and stage_steps must be at least 1")
@@ -89,7 +92,7 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
     length, since, used, next_check, polishing = (climbing.length, climbing.since, climbing.used, climbing.next_check,
                                                   climbing.polishing)
     passed, current, failed = climbing.passed, climbing.current, climbing.failed
-    started = time.perf_counter()
+    started = saved = time.perf_counter()
     bar = tqdm(total=sum(len(t) for t in targets), initial=sum(s.length for s in passed if s), disable=not progress,
                desc="progressive", unit="tok", leave=False)
     while climbing.active:
@@ -137,8 +140,9 @@ def progressive(lm: FrozenLM, targets: list[list[int]], *, layout: "str | Arrang
                 used[active[k]] += 1
         ended = any(since[a] == 0 for a in still) or len(still) < len(active)
         climbing.active = still
-        if state and ended:
+        if state and (ended or time.perf_counter() - saved >= SAVE_SECONDS):
             climbing.save(state, stamp, params, optimizer, names)
+            saved = time.perf_counter()
         bar.set_postfix(longest=max((s.length for s in passed if s), default=0), active=len(still), refresh=False)
     bar.close()
     return [Climb(p, f, u) for p, f, u in zip(passed, failed, used)]
