@@ -104,6 +104,10 @@ if [[ $what == all || $what == capacity ]]; then
   # 5000 steps a length as the stage cap (40000 updates a text; results/README.md, item 16)
   $pt capacity --source books --recipe fast@11 --search progressive --steps 40000 --stage-steps 5000 --batch-size 1 --texts 1 \
     --max-length 181 -q -o results/capacity/books-progressive-onestep-v11-stage5000
+  # the progressive climb on the model's own continuations of the books row's contexts (issue 17 asks all three
+  # sources; until now generated had only the 1000-step row), `fast` v11, the v10 rows' budgets
+  $pt capacity --source generated --recipe fast@11 --search progressive --steps 10000 --stage-steps 1000 --batch-size 1 --texts 5 \
+    --max-length 181 -q -o results/capacity/generated-progressive-onestep-v11
   $pt report results/capacity
 fi
 
