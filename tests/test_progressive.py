@@ -193,6 +193,35 @@ def test_an_interrupted_climb_resumes_from_its_state_and_ends_as_an_uninterrupte
         progressive(tiny, targets, state=state, **args | {"grow": 1})
 
 
+def test_a_one_step_climbs_state_decodes_and_verifies_as_the_prefixes_it_has_passed(tiny, tiny_path, tmp_path, capsys):
+    from prototokens import decode_ids
+    from prototokens.cli import main
+    from prototokens.progressive import passed_prefixes
+
+    targets = [tiny.tokenize(s) for s in SENTENCES]
+    recipe = get_recipe("fast").with_overrides(dtype="float32", check_dtypes=(), max_steps=300)
+    state = tmp_path / "climb.safetensors"
+    climbs = progressive(tiny, targets, layout="start-em-plus-one", recipe=recipe, first=4, stage_steps=150,
+                         state=state, names=["a", "b"], progress=False)
+    kept = [(name, c, target) for name, c, target in zip("ab", climbs, targets) if c.passed]
+    assert kept  # the tiny model holds some prefix of at least one sentence
+    proto = passed_prefixes(state, tiny)
+    assert proto.extra["names"] == [name for name, _, _ in kept]
+    assert [t.target_ids for t in proto.texts] == [target[: c.horizon] for _, c, target in kept]
+    assert decode_ids(tiny, [proto]) == [t.target_ids for t in proto.texts]
+    assert main(["verify", str(state), "--model", tiny_path, "--json"]) == 0  # the CLI reads a state as such a file
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["n_tokens"], r["accuracy"]) for r in rows] == [(c.horizon, 1.0) for _, c, _ in kept]
+    unpassed, cramming = tmp_path / "unpassed.safetensors", tmp_path / "cramming.safetensors"
+    progressive(tiny, targets[:1], layout="start-em-plus-one", recipe=recipe.with_overrides(max_steps=1), first=4,
+                stage_steps=1, state=unpassed, progress=False)
+    progressive(tiny, targets[:1], layout=Cramming(1), recipe=RECIPE.with_overrides(max_steps=1), stage_steps=1,
+                state=cramming, progress=False)
+    for path, message in ((unpassed, "has passed a stage yet"), (cramming, "its vectors are not proto-tokens")):
+        assert main(["decode", str(path), "--model", tiny_path]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_a_climb_kept_before_a_recipe_field_existed_resumes(tiny, tmp_path, monkeypatch):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file

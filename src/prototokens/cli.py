@@ -138,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, run, text in (("decode", _decode, "print the text(s) decoded in one forward pass"),
                             ("verify", _verify, "decode and compare with the stored targets")):
         q = sub.add_parser(name, help=text)
-        q.add_argument("files", type=Path, nargs="+")
+        q.add_argument("files", type=Path, nargs="+", help="proto-token files, or a progressive climb's state (the exact "
+                       "prefixes its texts have passed so far)")
         q.add_argument("--json", action="store_true", help="one JSON object a text")
         model_options(q, default=None)
         q.set_defaults(run=run)
@@ -401,17 +402,20 @@ def _encode(args):
 
 
 def _load_files(args, paths: list[Path]):
-    """The proto-token files, and the model they name (or --model), checked against each."""
+    """The proto-token files, and the model they name (or --model), checked against each. A
+    progressive climb's state reads as the exact prefixes its texts have passed so far."""
+    from . import progressive
     from .proto import load
 
-    protos = [load(f) for f in paths]
-    names = {p.model["name"] for p in protos}
+    protos = {f: None if progressive.is_state(f) else load(f) for f in paths}
+    names = {progressive.summary(f)["model"]["name"] if p is None else p.model["name"] for f, p in protos.items()}
     if args.model is None and len(names) > 1:
         raise PrototokensError(f"the files were made for different models ({', '.join(sorted(names))}); decode them separately")
     lm = _load(args, args.model or names.pop())
-    for f, p in zip(paths, protos):
+    protos = {f: progressive.passed_prefixes(f, lm) if p is None else p for f, p in protos.items()}
+    for f, p in protos.items():
         p.check_model(lm, str(f))
-    return lm, protos
+    return lm, [protos[f] for f in paths]
 
 
 def _decode(args):

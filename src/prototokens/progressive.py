@@ -26,12 +26,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import PrototokensError
-from .layout import Arrangement, resolve_layout
+from .layout import LAYOUTS, Arrangement, resolve_layout
 from .model import FrozenLM
 from .optimize import RECHECK, _polished, _read_everywhere, _solved, check_models, compute_model, evaluate, initial_vectors, polish_models
 from .optimizers import build_optimizer
 from .outcome import SOLVED, UNSOLVED, Outcome
-from .proto import has_metadata, read_metadata, read_safetensors, save_atomic
+from .proto import ProtoTokens, TextRecord, check_model, has_metadata, read_metadata, read_safetensors, save_atomic, text_sha256
 from .recipe import Recipe, get_recipe, label
 from .records import changed_settings
 
@@ -231,6 +231,29 @@ def standing(path: "str | os.PathLike") -> list[dict]:
     its name (None in a file kept before names were), its longest exact prefix so far, the length
     of its stage under way (None once its climb has ended), and its updates spent of the most."""
     return _standing(_state_meta(path))
+
+
+def passed_prefixes(path: "str | os.PathLike", lm: FrozenLM) -> ProtoTokens:
+    """The longest exact prefix each text of the one-step climb kept in ``path`` has passed so far,
+    as proto-tokens to decode and verify (texts with no stage passed yet left out; the climb's names
+    of those kept in ``extra``); refused for another model's climb, a cramming one, or one with no
+    stage passed yet."""
+    tensors, raw = read_safetensors(path, _FORMAT, "a progressive climb's state")
+    meta = json.loads(raw)
+    stamp = meta["stamp"]
+    check_model(stamp["model"], lm, f"the climb in {path}")
+    if stamp["layout"] not in LAYOUTS:
+        raise PrototokensError(f"{path} is a {stamp['layout']} climb: its vectors are not proto-tokens")
+    kept = [(a, s) for a, s in enumerate(meta["passed"]) if s]
+    names = meta.get("names") or [None] * len(meta["passed"])
+    targets = [stamp["targets"][a][: s["length"]] for a, s in kept]
+    if not kept:
+        raise PrototokensError(f"no text of the climb in {path} has passed a stage yet")
+    e, m = (torch.stack([tensors[f"passed.{a}.{name}"] for a, _ in kept]) for name in ("e", "m"))
+    return ProtoTokens(
+        e=e, m=m, layout=stamp["layout"], shared=None, model=stamp["model"] | {"d_model": lm.d_model}, recipe=stamp["recipe"],
+        texts=[TextRecord.of(Outcome(**s["outcome"]), t, text_sha256(lm.detokenize(t))) for (_, s), t in zip(kept, targets)],
+        extra={"climb": str(path), "names": [names[a] for a, _ in kept]})
 
 
 def _state_meta(path: "str | os.PathLike") -> dict:
