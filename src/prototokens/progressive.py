@@ -245,10 +245,10 @@ def passed_prefixes(path: "str | os.PathLike", lm: FrozenLM) -> ProtoTokens:
     if stamp["layout"] not in LAYOUTS:
         raise PrototokensError(f"{path} is a {stamp['layout']} climb: its vectors are not proto-tokens")
     kept = [(a, s) for a, s in enumerate(meta["passed"]) if s]
-    names = meta.get("names") or [None] * len(meta["passed"])
-    targets = [stamp["targets"][a][: s["length"]] for a, s in kept]
     if not kept:
         raise PrototokensError(f"no text of the climb in {path} has passed a stage yet")
+    names = meta.get("names") or [None] * len(meta["passed"])
+    targets = [stamp["targets"][a][: s["length"]] for a, s in kept]
     e, m = (torch.stack([tensors[f"passed.{a}.{name}"] for a, _ in kept]) for name in ("e", "m"))
     return ProtoTokens(
         e=e, m=m, layout=stamp["layout"], shared=None, model=stamp["model"] | {"d_model": lm.d_model}, recipe=stamp["recipe"],
