@@ -108,6 +108,11 @@ if [[ $what == all || $what == capacity ]]; then
   # sources; until now generated had only the 1000-step row), `fast` v11, the v10 rows' budgets
   $pt capacity --source generated --recipe fast@11 --search progressive --steps 10000 --stage-steps 1000 --batch-size 1 --texts 5 \
     --max-length 181 -q -o results/capacity/generated-progressive-onestep-v11
+  # every random-words text of the v10 climb above ended on a stage's 1000-update cap, under the issue's 90:
+  # the same five texts under `fast` v11 with the paper's 5000 steps a length as the stage cap, as the books
+  # climb above (results/README.md, item 15)
+  $pt capacity --source random --recipe fast@11 --search progressive --steps 40000 --stage-steps 5000 --batch-size 1 --texts 5 \
+    --max-length 181 -q -o results/capacity/random-progressive-onestep-v11-stage5000
   $pt report results/capacity
 fi
 
