@@ -158,11 +158,12 @@ class FrozenLM:
     def max_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31)
 
-    @property
+    @cached_property
     def start_id(self) -> int:
         """The token documents start after in pretraining: ``<|endoftext|>`` where the vocabulary
         has it (GPT-2 family: Pythia, SmolLM, Qwen; chat variants rename BOS to a chat token),
-        else the model's BOS, else its EOS."""
+        else the model's BOS, else its EOS. Cached: every layout's forward reads it, and the
+        tokenizer builds its whole vocabulary for each lookup."""
         vocab = self.tokenizer.get_vocab()
         if "<|endoftext|>" in vocab:
             return int(vocab["<|endoftext|>"])
